@@ -1,0 +1,258 @@
+"""Configuration: the YAML schema, loading, and validation with key paths.
+
+`load_config(path)` returns a frozen Config or raises ConfigError listing every
+problem as (key path, reason); the CLI turns that into exit code 2. Relative
+paths in the file are taken relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from email.headerregistry import Address as HeaderAddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mailsvc.errors import ConfigError
+
+
+class TlsMode(StrEnum):
+    IMPLICIT = "implicit"
+    STARTTLS = "starttls"
+    NONE = "none"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Credentials(_Strict):
+    """A user and exactly one source of its password (inline, environment, file)."""
+
+    user: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> _Credentials:
+        given = [k for k in ("password", "password_env", "password_file") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of password, password_env, password_file (got {', '.join(given)})")
+        if self.user and not given:
+            raise ValueError("user is set: give password, password_env or password_file")
+        return self
+
+    def secret(self) -> str:
+        """The password, read now from where the config says (empty when none)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_env:
+            return os.environ.get(self.password_env, "")
+        if self.password_file:
+            return Path(os.path.expandvars(self.password_file)).read_text().rstrip("\r\n")
+        return ""
+
+
+class _Server(_Credentials):
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: TlsMode = TlsMode.IMPLICIT
+    ca_file: Path | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> _Server:
+        if self.tls is TlsMode.NONE and not is_loopback(self.host):
+            raise ValueError(f"tls: none is allowed only for a loopback host, not {self.host!r}")
+        return self
+
+
+class ImapConfig(_Server):
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    idle: bool = True
+    poll_interval: float = Field(default=60.0, gt=0)
+    idle_renew: float = Field(default=25 * 60.0, gt=0, le=29 * 60.0)
+    fetch_batch: int = Field(default=200, ge=1, le=5000)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls is TlsMode.IMPLICIT else 143)
+
+
+class SmtpConfig(_Server):
+    tls: TlsMode = TlsMode.STARTTLS
+    max_attempts_age: float = Field(default=2 * 86400.0, gt=0, description="seconds to keep retrying")
+    retry_base: float = Field(default=30.0, gt=0)
+    retry_cap: float = Field(default=3600.0, gt=0)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {TlsMode.IMPLICIT: 465, TlsMode.STARTTLS: 587, TlsMode.NONE: 25}[self.tls]
+
+
+_TAG_FIELD = re.compile(r"\{id\}")
+
+
+def _check_address(value: str) -> str:
+    try:
+        HeaderAddress(addr_spec=value)
+    except (ValueError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a mail address: {value!r} ({exc})") from None
+    if "@" not in value:
+        raise ValueError(f"not a mail address: {value!r}")
+    return value
+
+
+class QueueConfig(_Strict):
+    address: str
+    display_name: str = "Help Desk"
+    subject_tag: str = "[Help #{id}]"
+    tag_position: Literal["end", "start"] = "end"
+    templates_dir: Path | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        return _check_address(value)
+
+    @field_validator("subject_tag")
+    @classmethod
+    def _tag_has_id(cls, value: str) -> str:
+        if len(_TAG_FIELD.findall(value)) != 1:
+            raise ValueError("must contain {id} exactly once, e.g. '[Help #{id}]'")
+        if any(c in value for c in "\r\n"):
+            raise ValueError("must be one line")
+        return value
+
+
+class StoreConfig(_Strict):
+    path: Path
+
+
+class LogConfig(_Strict):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Strict):
+    imap: ImapConfig
+    smtp: SmtpConfig
+    queues: dict[str, QueueConfig] = Field(min_length=1)
+    store: StoreConfig
+    templates_dir: Path | None = None
+    our_addresses: tuple[str, ...] = ()
+    log: LogConfig = LogConfig()
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: dict[str, QueueConfig]) -> dict[str, QueueConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ValueError(f"queue name {name!r}: use lower-case letters, digits, '-' and '_'")
+        return value
+
+    @property
+    def default_queue(self) -> str:
+        return next(iter(self.queues))
+
+    def own_addresses(self) -> frozenset[str]:
+        """Every address that is us: loops to these are never answered."""
+        found = {q.address.lower() for q in self.queues.values()}
+        found.update(a.lower() for a in self.our_addresses)
+        if self.imap.user and "@" in self.imap.user:
+            found.add(self.imap.user.lower())
+        return frozenset(found)
+
+
+def _path_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _reason(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    message: str = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
+    """Make the file's relative paths relative to the file, not the working directory."""
+
+    def fix(section: Any, key: str) -> None:
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            path = Path(os.path.expanduser(section[key]))
+            section[key] = str(path if path.is_absolute() else base / path)
+
+    fix(raw.get("store"), "path")
+    fix(raw, "templates_dir")
+    for queue in (raw.get("queues") or {}).values() if isinstance(raw.get("queues"), dict) else ():
+        fix(queue, "templates_dir")
+
+
+def _check_secrets(config: Config) -> list[tuple[str, str]]:
+    problems = []
+    for name, server in (("imap", config.imap), ("smtp", config.smtp)):
+        if server.password_env and server.password_env not in os.environ:
+            problems.append((f"{name}.password_env", f"environment variable {server.password_env} is not set"))
+        if server.password_file:
+            path = Path(os.path.expandvars(server.password_file))
+            if not path.is_file():
+                problems.append((f"{name}.password_file", f"cannot read {path}: no such file"))
+            elif not os.access(path, os.R_OK):
+                problems.append((f"{name}.password_file", f"cannot read {path}: permission denied"))
+    return problems
+
+
+def parse_config(raw: Any, base: Path) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError([("(top level)", "the file must hold a mapping of keys")])
+    _resolve_relative(raw, base)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([(_path_of(e["loc"]), _reason(e)) for e in exc.errors()]) from None
+    problems = _check_secrets(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([("(file)", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")]) from None
+    return parse_config(raw, path.resolve().parent)

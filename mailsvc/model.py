@@ -1,0 +1,201 @@
+"""Frozen values that cross the stages of the data path (DESIGN.md).
+
+parse makes an InboundMessage, classify a Classification, thread a ThreadMatch,
+decide a Decision (a case reference plus a closed set of Actions) that the
+store applies in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    WAITING = "waiting"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class MessageKind(StrEnum):
+    REQUEST = "request"
+    REQUESTER_REPLY = "requester_reply"
+    STAFF_REPLY = "staff_reply"
+    COMMENT = "comment"
+    COMMAND = "command"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    LOOP = "loop"
+    JUNK = "junk"
+
+
+class MessageState(StrEnum):
+    FILED = "filed"
+    QUARANTINED = "quarantined"
+
+
+class OutboxState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A mailbox: `addr` as written, compare through `key` (lower case)."""
+
+    addr: str
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.addr.lower()
+
+    @property
+    def domain(self) -> str:
+        return self.addr.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    data: bytes = field(repr=False)
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What parse makes of raw bytes. Never partial: what failed is in `defects`.
+
+    `quarantine_reason` is set when the message cannot be filed safely (no
+    usable sender, over a limit, unparseable); it is then stored raw only.
+    `return_path` is None when absent and "" for the null path `<>`.
+    """
+
+    raw: bytes = field(repr=False)
+    content_hash: str
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    from_: Address | None
+    reply_to: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    subject: str
+    date: datetime | None
+    text: str
+    html: str | None
+    attachments: tuple[Attachment, ...]
+    headers: Mapping[str, tuple[str, ...]] = field(repr=False)
+    return_path: str | None
+    defects: tuple[str, ...] = ()
+    quarantine_reason: str | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (case-insensitive), or None."""
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+    def header_all(self, name: str) -> tuple[str, ...]:
+        return self.headers.get(name.lower(), ())
+
+    @property
+    def recipients(self) -> tuple[Address, ...]:
+        return self.to + self.cc
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    id: int
+    queue: str
+    subject: str
+    requester: Address
+    status: CaseStatus
+    created_at: datetime
+    updated_at: datetime
+    priority: str = "normal"
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    kind: MessageKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadMatch:
+    """Which case a message joins; `case` is None for a new case."""
+
+    case: Case | None
+    method: str  # "tag", "references", "new"
+    detail: str = ""
+
+
+# --- Actions: the closed set `apply` performs, in order, in one transaction.
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCase:
+    queue: str
+    subject: str
+    requester: Address
+
+
+@dataclass(frozen=True, slots=True)
+class FileMessage:
+    kind: MessageKind
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    status: CaseStatus
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMail:
+    """Render `template` for the case and put it in the outbox.
+
+    `purpose` names the mail in logs and in the outbox ("ack", "relay", ...).
+    """
+
+    purpose: str
+    template: str
+    to: tuple[Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Suppress:
+    """A mail policy chose not to send, kept so every decision is logged."""
+
+    purpose: str
+    reason: str
+
+
+Action = OpenCase | FileMessage | SetStatus | QueueMail | Suppress
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The case a message belongs to (None: the OpenCase action makes it) and what to do."""
+
+    case_id: int | None
+    queue: str
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A rendered mail, its Message-ID fixed before it enters the outbox."""
+
+    message_id: str
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes = field(repr=False)
+    purpose: str
