@@ -111,6 +111,15 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class MailRef:
+    """Where a message was fetched from: (mailbox, UIDVALIDITY, UID) names it once."""
+
+    mailbox: str
+    uidvalidity: int
+    uid: int
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
     id: int
     queue: str

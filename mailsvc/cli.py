@@ -1,0 +1,152 @@
+"""The console script `mailsvc`: parses arguments and calls one function per command.
+
+Exit codes: 0 done, 1 a runtime failure (server unreachable), 2 a bad
+configuration or bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailsvc import __version__
+from mailsvc.config import Config, load_config
+from mailsvc.daemon import run_forever, run_once
+from mailsvc.errors import ConfigError, MailsvcError
+from mailsvc.log import configure
+from mailsvc.model import CaseStatus
+from mailsvc.store import Store
+
+DEFAULT_CONFIG = Path(os.environ.get("MAILSVC_CONFIG", "/etc/mailsvc/mailsvc.yaml"))
+
+
+def _load(path: Path) -> Config:
+    config = load_config(path)
+    configure(config.log.format, config.log.level)
+    return config
+
+
+def _when(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    load_config(args.file)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return run_forever(_load(args.config))
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    return run_once(_load(args.config))
+
+
+def cmd_cases_list(args: argparse.Namespace) -> int:
+    store = Store.open(load_config(args.config).store.path)
+    cases = store.list_cases(CaseStatus(args.status) if args.status else None, limit=args.limit)
+    if args.json:
+        rows = [
+            {"id": c.id, "queue": c.queue, "status": c.status.value, "requester": c.requester.addr,
+             "subject": c.subject, "updated_at": c.updated_at.isoformat()}
+            for c in cases
+        ]  # fmt: skip
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'ID':>6}  {'STATUS':<9} {'QUEUE':<10} {'UPDATED':<19}  {'REQUESTER':<28} SUBJECT")
+    for c in cases:
+        updated = c.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{c.id:>6}  {c.status.value:<9} {c.queue:<10} {updated:<19}  {c.requester.addr:<28} {c.subject}")
+    return 0
+
+
+def cmd_cases_show(args: argparse.Namespace) -> int:
+    store = Store.open(load_config(args.config).store.path)
+    case = store.case_by_id(args.id)
+    if case is None:
+        print(f"no case {args.id}", file=sys.stderr)
+        return 1
+    requester = f"{case.requester.name} <{case.requester.addr}>" if case.requester.name else case.requester.addr
+    print(f"Case {case.id}: {case.subject}")
+    print(f"  queue {case.queue}, status {case.status.value}, priority {case.priority}, owner {case.owner or '-'}")
+    print(f"  requester {requester}")
+    print(f"  opened {case.created_at:%Y-%m-%d %H:%M:%S}, updated {case.updated_at:%Y-%m-%d %H:%M:%S} (UTC)")
+    print("\nMessages:")
+    for m in store.case_messages(case.id):
+        print(f"  #{m['id']} {_when(m['received_at'])} {m['kind']} from {m['from_addr']} ({m['size']} bytes)")
+        print(f"     Message-ID: {m['message_id'] or '-'}")
+        for a in store.message_attachments(m["id"]):
+            print(f"     attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+        for line in (m["body_text"] or "").strip().splitlines()[: args.lines]:
+            print(f"     | {line}")
+    print("\nOutgoing mail:")
+    for o in store.case_outbox(case.id):
+        error = f", last error: {o['last_error']}" if o["last_error"] else ""
+        print(
+            f"  #{o['id']} {o['purpose']} to {o['rcpt_to'].replace(chr(10), ', ')}: {o['state']} "
+            f"after {o['attempts']} attempt(s), queued {_when(o['created_at'])}, sent {_when(o['sent_at'])}{error}"
+        )
+        print(f"     Message-ID: {o['message_id']}")
+    print("\nHistory:")
+    for e in store.case_events(case.id):
+        print(f"  {_when(e['at'])} {e['event']} {e['detail']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailsvc", description="A help desk that lives in email.")
+    parser.add_argument("--version", action="version", version=f"mailsvc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "-c", "--config", type=Path, default=DEFAULT_CONFIG,
+            help=f"configuration file (default {DEFAULT_CONFIG}, or $MAILSVC_CONFIG)",
+        )  # fmt: skip
+        return p
+
+    check = commands.add_parser("check-config", help="validate a configuration file (exit 2 when invalid)")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_check_config)
+    with_config(commands.add_parser("run", help="run the daemon")).set_defaults(func=cmd_run)
+    with_config(commands.add_parser("once", help="one pass over the mailbox, then exit")).set_defaults(func=cmd_once)
+
+    cases = commands.add_parser("cases", help="inspect cases").add_subparsers(dest="cases_command", required=True)
+    listing = with_config(cases.add_parser("list", help="list cases, newest first"))
+    listing.add_argument("--status", choices=[s.value for s in CaseStatus])
+    listing.add_argument("--limit", type=int, default=200)
+    listing.add_argument("--json", action="store_true", help="JSON for scripts")
+    listing.set_defaults(func=cmd_cases_list)
+    show = with_config(cases.add_parser("show", help="one case: messages, outgoing mail, history"))
+    show.add_argument("id", type=int)
+    show.add_argument("--lines", type=int, default=12, help="body lines shown per message")
+    show.set_defaults(func=cmd_cases_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        where = getattr(args, "file", None) or getattr(args, "config", "")
+        for path, reason in exc.problems:
+            print(f"{where}: {path}: {reason}", file=sys.stderr)
+        return 2
+    except MailsvcError as exc:
+        print(f"mailsvc: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

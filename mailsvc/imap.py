@@ -1,0 +1,123 @@
+"""The IMAP shell (source): connect, wait for mail (IDLE or polling), fetch by UID, move.
+
+A thin adapter over imapclient: it decides nothing, and is told to move a
+message only after the store has committed it.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from mailsvc.config import ImapConfig, TlsMode
+
+# What a broken connection or a refusing server raises; the daemon reconnects on these.
+IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError, EOFError)
+
+
+def _tls_context(cfg: ImapConfig) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+
+
+class ImapSource:
+    def __init__(self, cfg: ImapConfig, password: str) -> None:
+        self.cfg = cfg
+        self._password = password
+        self.client: IMAPClient | None = None
+        self.uidvalidity = 0
+        self.capabilities: frozenset[str] = frozenset()
+
+    @property
+    def mailbox(self) -> str:
+        return self.cfg.folder
+
+    def connect(self) -> None:
+        cfg = self.cfg
+        client = IMAPClient(
+            cfg.host,
+            port=cfg.effective_port,
+            ssl=cfg.tls is TlsMode.IMPLICIT,
+            ssl_context=_tls_context(cfg) if cfg.tls is not TlsMode.NONE else None,
+            timeout=cfg.timeout,
+        )
+        try:
+            if cfg.tls is TlsMode.STARTTLS:
+                client.starttls(_tls_context(cfg))
+            client.login(cfg.user or "", self._password)
+            for folder in (cfg.processed_folder, cfg.quarantine_folder):
+                if not client.folder_exists(folder):
+                    client.create_folder(folder)
+            selected = client.select_folder(cfg.folder)
+        except BaseException:
+            _close_quietly(client)
+            raise
+        self.client = client
+        self.uidvalidity = int(selected[b"UIDVALIDITY"])
+        self.capabilities = frozenset(c.decode().upper() for c in client.capabilities())
+
+    def close(self) -> None:
+        if self.client is not None:
+            _close_quietly(self.client)
+            self.client = None
+
+    def _client(self) -> IMAPClient:
+        if self.client is None:
+            raise IMAPClientError("not connected")
+        return self.client
+
+    def pending_uids(self) -> list[int]:
+        """Every message in the watched folder: processed ones were moved away."""
+        return sorted(int(uid) for uid in self._client().search(["ALL"]))
+
+    def fetch(self, uids: Sequence[int]) -> dict[int, bytes]:
+        if not uids:
+            return {}
+        data = self._client().fetch(list(uids), ["BODY.PEEK[]"])
+        return {int(uid): bytes(item[b"BODY[]"]) for uid, item in data.items() if b"BODY[]" in item}
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        if not uids:
+            return
+        client = self._client()
+        if "MOVE" in self.capabilities:
+            client.move(list(uids), folder)
+            return
+        client.copy(list(uids), folder)
+        client.add_flags(list(uids), [b"\\Deleted"], silent=True)
+        if "UIDPLUS" in self.capabilities:
+            client.uid_expunge(list(uids))
+        else:
+            client.expunge()
+
+    def wait_for_mail(self, stop: threading.Event) -> None:
+        """Return when new mail may have arrived, the IDLE renewal is due, or `stop` is set."""
+        if not (self.cfg.idle and "IDLE" in self.capabilities):
+            stop.wait(self.cfg.poll_interval)
+            return
+        client = self._client()
+        client.idle()
+        try:
+            renew_at = time.monotonic() + self.cfg.idle_renew
+            # Short checks so a stop request is seen within a second.
+            while not stop.is_set() and time.monotonic() < renew_at:
+                responses: list[Any] = client.idle_check(timeout=1.0)
+                if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                    return
+        finally:
+            client.idle_done()
+
+
+def _close_quietly(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except (*IMAP_ERRORS, AttributeError):
+        try:
+            client.shutdown()
+        except (*IMAP_ERRORS, AttributeError):
+            pass

@@ -1,0 +1,170 @@
+"""Ingest: one fetched message through parse, classify, thread and decide, applied in the store.
+
+`Pipeline.handle` never raises for a bad message: whatever cannot be filed is
+stored raw and quarantined. `ingest_pass` moves server copies only after the
+store has committed them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import make_msgid
+from enum import StrEnum
+
+from mailsvc.classify import ClassifyContext, classify
+from mailsvc.config import Config
+from mailsvc.decide import decide
+from mailsvc.imap import ImapSource
+from mailsvc.log import get_logger
+from mailsvc.model import Case, InboundMessage, MailRef, MessageState, OutgoingMail, QueueMail
+from mailsvc.parse import ParseLimits, parse_message
+from mailsvc.render import Templates, compose
+from mailsvc.store import Store
+from mailsvc.thread import compile_tag, find_case, route_queue
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Outcome(StrEnum):
+    FILED = "filed"
+    QUARANTINED = "quarantined"
+    DUPLICATE = "duplicate"
+
+
+@dataclass
+class PassResult:
+    filed: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    moved: int = 0
+    cases: set[int] = field(default_factory=set)
+
+
+class Pipeline:
+    def __init__(self, config: Config, store: Store, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.limits = ParseLimits()
+        self.context = ClassifyContext(own_addresses=config.own_addresses())
+        self.tags: dict[str, re.Pattern[str]] = {n: compile_tag(q.subject_tag) for n, q in config.queues.items()}
+        self.templates = {
+            name: Templates([d for d in (q.templates_dir, config.templates_dir) if d is not None])
+            for name, q in config.queues.items()
+        }
+        self.log = get_logger(component="ingest")
+
+    def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
+        queue = self.config.queues[case.queue]
+        return compose(
+            action,
+            case,
+            msg,
+            templates=self.templates[case.queue],
+            queue_name=case.queue,
+            address=queue.address,
+            display_name=queue.display_name,
+            subject_tag=queue.subject_tag,
+            tag_position=queue.tag_position,
+            message_id=make_msgid(idstring=f"case{case.id}", domain=queue.address.rpartition("@")[2]),
+            now=self.clock(),
+        )
+
+    def handle(self, ref: MailRef, raw: bytes) -> tuple[Outcome, int | None]:
+        """File one message; the caller holds the transaction. Returns the outcome and case id."""
+        msg = parse_message(raw, self.limits)
+        log = self.log.bind(uid=ref.uid, message_id=msg.message_id)
+        log.debug("message_fetched", size=len(raw), mailbox=ref.mailbox)
+        now = self.clock()
+        if self.store.is_duplicate(msg):
+            log.info("message_duplicate")
+            return Outcome.DUPLICATE, None
+        if msg.quarantine_reason is not None:
+            return self._quarantine(msg, ref, msg.quarantine_reason, now, log)
+        try:
+            with self.store.savepoint():
+                found = classify(msg, self.context)
+                match = find_case(msg, self.store, self.tags)
+                queue = route_queue(msg, {n: q.address for n, q in self.config.queues.items()})
+                decision = decide(msg, found, match, queue or self.config.default_queue)
+                applied = self.store.apply(decision, msg, ref, self.compose, now)
+        except Exception as exc:
+            log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
+            return self._quarantine(msg, ref, f"error: {type(exc).__name__}", now, log)
+        log = log.bind(case_id=applied.case_id)
+        log.info(
+            "message_threaded", kind=found.kind.value, reason=found.reason, method=match.method,
+            queue=decision.queue,
+        )  # fmt: skip
+        for event, fields in applied.events:
+            log.info(event, **{k: v for k, v in fields.items() if k != "case_id"})
+        return Outcome.FILED, applied.case_id
+
+    def _quarantine(
+        self, msg: InboundMessage, ref: MailRef, reason: str, now: datetime, log: object
+    ) -> tuple[Outcome, None]:
+        self.store.quarantine(msg, ref, reason, now)
+        self.log.warning(
+            "message_quarantined", uid=ref.uid, message_id=msg.message_id, reason=reason,
+            defects=list(msg.defects[:10]),
+        )  # fmt: skip
+        return Outcome.QUARANTINED, None
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], None] = lambda: None) -> PassResult:
+    """File every message waiting in the watched folder, batch by batch.
+
+    Each batch is one transaction (a savepoint per message); `committed` is called
+    after each commit (to wake the sender) and only then are the server copies moved.
+    """
+    cfg = source.cfg
+    store = pipeline.store
+    result = PassResult()
+    uids = source.pending_uids()
+    if not uids:
+        return result
+    known = store.known_uids(source.mailbox, source.uidvalidity, uids)
+    # Committed before a crash but never moved: finish the move, do not process again.
+    _move(source, [u for u, s in known.items() if s is MessageState.FILED], cfg.processed_folder, result)
+    _move(source, [u for u, s in known.items() if s is MessageState.QUARANTINED], cfg.quarantine_folder, result)
+    todo = [u for u in uids if u not in known]
+    for batch in _chunks(todo, cfg.fetch_batch):
+        raws = source.fetch(batch)
+        done: list[int] = []
+        bad: list[int] = []
+        with store.transaction():
+            for uid in batch:
+                raw = raws.get(uid)
+                if raw is None:  # expunged by someone else meanwhile
+                    continue
+                outcome, case_id = pipeline.handle(MailRef(source.mailbox, source.uidvalidity, uid), raw)
+                if outcome is Outcome.QUARANTINED:
+                    bad.append(uid)
+                    result.quarantined += 1
+                else:
+                    done.append(uid)
+                    result.filed += outcome is Outcome.FILED
+                    result.duplicates += outcome is Outcome.DUPLICATE
+                    if case_id is not None:
+                        result.cases.add(case_id)
+        committed()
+        _move(source, done, cfg.processed_folder, result)
+        _move(source, bad, cfg.quarantine_folder, result)
+    return result
+
+
+def _move(source: ImapSource, uids: list[int], folder: str, result: PassResult) -> None:
+    if uids:
+        source.move(uids, folder)
+        result.moved += len(uids)

@@ -1,0 +1,50 @@
+"""Structured logs: the one place structlog is configured.
+
+One event per decision, snake_case names, ids as fields. JSON lines when stdout
+is not a terminal (journald, files), readable lines when it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"pass(word)?|secret|token|credential", re.IGNORECASE)
+
+
+def redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """No password or token reaches a log line, whatever a caller passes."""
+    for key in event:
+        if _SECRET_KEYS.search(key):
+            event[key] = "[redacted]"
+    return event
+
+
+def configure(format: str = "auto", level: str = "info") -> None:
+    use_json = format == "json" or (format == "auto" and not sys.stdout.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**fields: Any) -> structlog.typing.FilteringBoundLogger:
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(**fields)
+    return logger

@@ -1,0 +1,126 @@
+"""Rendering (pure): a QueueMail action, its case and the message that caused it -> an outgoing mail.
+
+Templates are Jinja2 in a sandbox with strict undefined variables; requester text
+enters them only as data and never reaches a header unsanitised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from mailsvc.errors import TemplateError
+from mailsvc.model import Case, InboundMessage, OutgoingMail, QueueMail
+from mailsvc.thread import render_tag
+
+_REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|vs|r|rif|odp|res)\s*(\[\d+\])?\s*:", re.IGNORECASE)
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+MAX_REFERENCES = 20
+
+
+def header_text(value: str) -> str:
+    """One line, no control characters: nothing a requester writes can add a header."""
+    return " ".join(_UNSAFE.sub(" ", value).split())
+
+
+def reply_subject(subject: str, tag: str, position: str) -> str:
+    """'Re: <subject> [Help #42]': the tag once, one reply prefix, where the queue wants it."""
+    text = header_text(subject).replace(tag, " ")
+    text = " ".join(text.split())
+    if not _REPLY_PREFIX.match(text):
+        text = f"Re: {text}" if text else "Re:"
+    if position == "start":
+        prefix, _, rest = text.partition(":")
+        return f"{prefix}: {tag} {rest.strip()}".rstrip()
+    return f"{text} {tag}"
+
+
+class Templates:
+    """The templates of one queue: its own folder first, then the shared folder, then the defaults."""
+
+    def __init__(self, folders: Sequence[Path]) -> None:
+        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(f)) for f in folders]
+        loaders.append(jinja2.PackageLoader("mailsvc.templates", ""))
+        self.env = SandboxedEnvironment(
+            loader=jinja2.ChoiceLoader(loaders),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+            keep_trailing_newline=True,
+        )
+
+    def has(self, name: str) -> bool:
+        try:
+            self.env.get_template(name)
+        except jinja2.TemplateNotFound:
+            return False
+        return True
+
+    def render(self, name: str, context: dict[str, Any]) -> str:
+        try:
+            return self.env.get_template(name).render(context)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {name} not found") from exc
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"template {name}: {exc}") from exc
+
+
+def template_context(case: Case, msg: InboundMessage, queue: dict[str, str], tag: str) -> dict[str, Any]:
+    return {
+        "case": {"id": case.id, "subject": case.subject, "status": case.status.value, "tag": tag},
+        "requester": {"name": case.requester.name, "address": case.requester.addr},
+        "message": {"subject": msg.subject, "text": msg.text},
+        "queue": queue,
+    }
+
+
+def compose(
+    action: QueueMail,
+    case: Case,
+    msg: InboundMessage,
+    *,
+    templates: Templates,
+    queue_name: str,
+    address: str,
+    display_name: str,
+    subject_tag: str,
+    tag_position: str,
+    message_id: str,
+    now: datetime,
+) -> OutgoingMail:
+    tag = render_tag(subject_tag, case.id)
+    queue = {"name": queue_name, "address": address, "display_name": display_name}
+    context = template_context(case, msg, queue, tag)
+    mail = EmailMessage()
+    mail["From"] = formataddr((header_text(display_name), address))
+    mail["To"] = ", ".join(formataddr((header_text(a.name), a.addr)) for a in action.to)
+    mail["Subject"] = reply_subject(msg.subject or case.subject, tag, tag_position)
+    mail["Date"] = format_datetime(now)
+    mail["Message-ID"] = message_id
+    if msg.message_id:
+        mail["In-Reply-To"] = msg.message_id
+        mail["References"] = " ".join([*msg.references, msg.message_id][-MAX_REFERENCES:])
+    # RFC 3834: mark everything we send as automatic, and ask others not to answer it.
+    mail["Auto-Submitted"] = "auto-replied"
+    mail["X-Auto-Response-Suppress"] = "All"
+    mail["X-Loop"] = address
+    mail["X-Mailsvc-Case"] = str(case.id)
+    mail.set_content(templates.render(f"{action.template}.txt.j2", context))
+    html_name = f"{action.template}.html.j2"
+    if templates.has(html_name):
+        mail.add_alternative(templates.render(html_name, context), subtype="html")
+    return OutgoingMail(
+        message_id=message_id,
+        mail_from=address,
+        rcpt_to=tuple(a.addr for a in action.to),
+        raw=mail.as_bytes(policy=SMTP),
+        purpose=action.purpose,
+    )

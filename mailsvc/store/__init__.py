@@ -1,0 +1,421 @@
+"""The store shell: the one module that speaks SQL (SQLite, WAL, foreign keys on).
+
+`apply` performs a Decision for one message in one transaction together with
+recording its IMAP position, so a message's whole effect is there or not at all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailsvc.errors import StoreError
+from mailsvc.model import (
+    Address,
+    Case,
+    CaseStatus,
+    Decision,
+    FileMessage,
+    InboundMessage,
+    MailRef,
+    MessageState,
+    OpenCase,
+    OutboxState,
+    OutgoingMail,
+    QueueMail,
+    SetStatus,
+    Suppress,
+)
+from mailsvc.store.migrate import migrate
+
+# Composes the mail a QueueMail action asks for, once the case exists.
+Compose = Callable[[QueueMail, Case, InboundMessage], OutgoingMail]
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What `apply` did: the row ids it wrote and the events to log."""
+
+    case_id: int | None
+    message_row: int
+    outbox_ids: tuple[int, ...]
+    events: tuple[tuple[str, dict[str, object]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMail:
+    id: int
+    case_id: int | None
+    purpose: str
+    message_id: str
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    attempts: int
+    created_at: float
+
+
+def dedupe_key(msg: InboundMessage) -> str:
+    return f"{msg.message_id or ''} {msg.content_hash}"
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _case(row: sqlite3.Row) -> Case:
+    return Case(
+        id=row["id"],
+        queue=row["queue"],
+        subject=row["subject"],
+        requester=Address(row["requester"], row["requester_name"]),
+        status=CaseStatus(row["status"]),
+        created_at=_dt(row["created_at"]),
+        updated_at=_dt(row["updated_at"]),
+        priority=row["priority"],
+        owner=row["owner"],
+    )
+
+
+class Store:
+    """One SQLite connection; use one Store per thread."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is on disk before the server copy of the message is moved.
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        migrate(db)
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested all-or-nothing step inside a transaction (one message of a batch)."""
+        self.db.execute("SAVEPOINT step")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO step")
+            self.db.execute("RELEASE step")
+            raise
+        self.db.execute("RELEASE step")
+
+    # --- lookups (the read-only view thread.py is given)
+
+    def case_by_id(self, case_id: int) -> Case | None:
+        row = self.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
+        return _case(row) if row else None
+
+    def case_by_message_ids(self, message_ids: Sequence[str]) -> Case | None:
+        """The most recently active case that received or sent any of these ids."""
+        if not message_ids:
+            return None
+        marks = ",".join("?" * len(message_ids))
+        row = self.db.execute(
+            f"SELECT c.* FROM case_message_ids m JOIN cases c ON c.id = m.case_id "  # noqa: S608 (placeholders only)
+            f"WHERE m.message_id IN ({marks}) ORDER BY c.updated_at DESC, c.id DESC LIMIT 1",
+            tuple(message_ids),
+        ).fetchone()
+        return _case(row) if row else None
+
+    # --- ingest bookkeeping
+
+    def known_uids(self, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> dict[int, MessageState]:
+        """Which of these UIDs are already stored (committed, maybe not yet moved), and how."""
+        known: dict[int, MessageState] = {}
+        for start in range(0, len(uids), 500):
+            chunk = tuple(uids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT uid, state FROM messages WHERE mailbox = ? AND uidvalidity = ? "  # noqa: S608
+                f"AND uid IN ({marks})",
+                (mailbox, uidvalidity, *chunk),
+            )
+            known.update((row[0], MessageState(row[1])) for row in rows)
+        return known
+
+    def is_duplicate(self, msg: InboundMessage) -> bool:
+        row = self.db.execute("SELECT 1 FROM messages WHERE dedupe_key = ?", (dedupe_key(msg),)).fetchone()
+        return row is not None
+
+    def mailbox_position(self, name: str) -> tuple[int, int] | None:
+        row = self.db.execute("SELECT uidvalidity, last_uid FROM mailboxes WHERE name = ?", (name,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def _advance(self, ref: MailRef) -> None:
+        self.db.execute(
+            "INSERT INTO mailboxes (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET last_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
+            "THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+            "uidvalidity = excluded.uidvalidity",
+            (ref.mailbox, ref.uidvalidity, ref.uid),
+        )
+
+    # --- apply
+
+    def _insert_message(
+        self,
+        msg: InboundMessage,
+        *,
+        ref: MailRef | None,
+        case_id: int | None,
+        state: MessageState,
+        kind: str | None,
+        reason: str,
+        now: datetime,
+    ) -> int:
+        cur = self.db.execute(
+            "INSERT INTO messages (case_id, state, kind, reason, mailbox, uidvalidity, uid, message_id, "
+            "content_hash, dedupe_key, from_addr, from_name, subject, sent_at, received_at, body_text, "
+            "defects, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                case_id,
+                state.value,
+                kind,
+                reason,
+                ref.mailbox if ref else None,
+                ref.uidvalidity if ref else None,
+                ref.uid if ref else None,
+                msg.message_id,
+                msg.content_hash,
+                dedupe_key(msg),
+                msg.from_.addr if msg.from_ else "",
+                msg.from_.name if msg.from_ else "",
+                msg.subject,
+                _ts(msg.date) if msg.date else None,
+                _ts(now),
+                msg.text,
+                "\n".join(msg.defects),
+                msg.raw,
+            ),
+        )
+        row = cur.lastrowid
+        assert row is not None
+        self.db.executemany(
+            "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
+            [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
+        )
+        if ref:
+            self._advance(ref)
+        return row
+
+    def _event(self, case_id: int, now: datetime, event: str, detail: str = "") -> None:
+        self.db.execute(
+            "INSERT INTO case_events (case_id, at, event, detail) VALUES (?,?,?,?)",
+            (case_id, _ts(now), event, detail),
+        )
+
+    def _link_message_id(self, message_id: str | None, case_id: int) -> None:
+        if message_id:
+            self.db.execute(
+                "INSERT OR IGNORE INTO case_message_ids (message_id, case_id) VALUES (?, ?)",
+                (message_id, case_id),
+            )
+
+    def apply(
+        self,
+        decision: Decision,
+        msg: InboundMessage,
+        ref: MailRef | None,
+        compose: Compose,
+        now: datetime,
+    ) -> Applied:
+        """Perform a decision's actions, in order; the caller holds the transaction."""
+        case_id = decision.case_id
+        events: list[tuple[str, dict[str, object]]] = []
+        message_row: int | None = None
+        outbox: list[int] = []
+        for action in decision.actions:
+            match action:
+                case OpenCase(queue=queue, subject=subject, requester=requester):
+                    cur = self.db.execute(
+                        "INSERT INTO cases (queue, subject, requester, requester_name, status, "
+                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
+                        (
+                            queue,
+                            subject,
+                            requester.addr,
+                            requester.name,
+                            CaseStatus.OPEN.value,
+                            _ts(now),
+                            _ts(now),
+                        ),
+                    )
+                    case_id = cur.lastrowid
+                    assert case_id is not None
+                    self._event(case_id, now, "case_opened", requester.addr)
+                    events.append(("case_opened", {"case_id": case_id, "queue": queue}))
+                case FileMessage(kind=kind):
+                    message_row = self._insert_message(
+                        msg, ref=ref, case_id=case_id, state=MessageState.FILED, kind=kind.value,
+                        reason=kind.value, now=now,
+                    )  # fmt: skip
+                    if case_id is not None:
+                        self._link_message_id(msg.message_id, case_id)
+                        self.db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (_ts(now), case_id))
+                        self._event(case_id, now, "message_filed", kind.value)
+                    events.append(("message_filed", {"case_id": case_id, "kind": kind.value}))
+                case SetStatus(status=status):
+                    assert case_id is not None
+                    self.db.execute(
+                        "UPDATE cases SET status = ?, updated_at = ? WHERE id = ?",
+                        (status.value, _ts(now), case_id),
+                    )
+                    self._event(case_id, now, "status_changed", status.value)
+                    events.append(("case_status_changed", {"case_id": case_id, "status": status.value}))
+                case QueueMail():
+                    assert case_id is not None
+                    case = self.case_by_id(case_id)
+                    assert case is not None
+                    mail = compose(action, case, msg)
+                    outbox.append(self.enqueue(mail, case_id, message_row, now))
+                    self._link_message_id(mail.message_id, case_id)
+                    self._event(case_id, now, f"{action.purpose}_queued", ", ".join(mail.rcpt_to))
+                    events.append((f"{action.purpose}_queued", {"case_id": case_id, "out_message_id": mail.message_id}))
+                case Suppress(purpose=purpose, reason=reason):
+                    if case_id is not None:
+                        self._event(case_id, now, f"{purpose}_suppressed", reason)
+                    events.append((f"{purpose}_suppressed", {"case_id": case_id, "reason": reason}))
+        if message_row is None:
+            raise StoreError("a decision must file the message it was made for")
+        return Applied(case_id, message_row, tuple(outbox), tuple(events))
+
+    def quarantine(self, msg: InboundMessage, ref: MailRef | None, reason: str, now: datetime) -> int:
+        return self._insert_message(
+            msg, ref=ref, case_id=None, state=MessageState.QUARANTINED, kind=None, reason=reason, now=now
+        )
+
+    # --- outbox
+
+    def enqueue(self, mail: OutgoingMail, case_id: int | None, cause: int | None, now: datetime) -> int:
+        cur = self.db.execute(
+            "INSERT INTO outbox (case_id, cause, purpose, message_id, mail_from, rcpt_to, raw, state, "
+            "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                case_id,
+                cause,
+                mail.purpose,
+                mail.message_id,
+                mail.mail_from,
+                "\n".join(mail.rcpt_to),
+                mail.raw,
+                OutboxState.QUEUED.value,
+                _ts(now),
+                _ts(now),
+            ),
+        )
+        row = cur.lastrowid
+        assert row is not None
+        return row
+
+    def due_mail(self, now: float, limit: int = 100) -> list[OutboxMail]:
+        rows = self.db.execute(
+            "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, created_at "
+            "FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [
+            OutboxMail(
+                r["id"], r["case_id"], r["purpose"], r["message_id"], r["mail_from"],
+                tuple(r["rcpt_to"].split("\n")), r["raw"], r["attempts"], r["created_at"],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def next_due_at(self) -> float | None:
+        row = self.db.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'").fetchone()
+        return row[0]
+
+    def mark_sent(self, outbox_id: int, now: float) -> None:
+        self.db.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = '' WHERE id = ?",
+            (now, outbox_id),
+        )
+
+    def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> None:
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            (error, next_attempt_at, outbox_id),
+        )
+
+    def mark_failed(self, outbox_id: int, error: str) -> None:
+        self.db.execute(
+            "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error, outbox_id),
+        )
+
+    # --- inspection (the CLI's `cases`)
+
+    def list_cases(self, status: CaseStatus | None = None, limit: int = 200) -> list[Case]:
+        if status is None:
+            rows = self.db.execute("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM cases WHERE status = ? ORDER BY id DESC LIMIT ?", (status.value, limit)
+            )
+        return [_case(r) for r in rows]
+
+    def case_messages(self, case_id: int) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT id, kind, message_id, from_addr, from_name, subject, received_at, body_text, "
+            "length(raw) AS size FROM messages WHERE case_id = ? ORDER BY id",
+            (case_id,),
+        ).fetchall()
+
+    def case_outbox(self, case_id: int) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT id, purpose, message_id, rcpt_to, state, attempts, created_at, sent_at, last_error "
+            "FROM outbox WHERE case_id = ? ORDER BY id",
+            (case_id,),
+        ).fetchall()
+
+    def case_events(self, case_id: int) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT at, event, detail FROM case_events WHERE case_id = ? ORDER BY id", (case_id,)
+        ).fetchall()
+
+    def message_attachments(self, message_row: int) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT filename, content_type, size FROM attachments WHERE message = ? ORDER BY id",
+            (message_row,),
+        ).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        """Totals for logs and checks: cases, messages by state, outbox by state."""
+        result = {"cases": self.db.execute("SELECT count(*) FROM cases").fetchone()[0]}
+        for state, n in self.db.execute("SELECT state, count(*) FROM messages GROUP BY state"):
+            result[f"messages_{state}"] = n
+        for state, n in self.db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
+            result[f"outbox_{state}"] = n
+        return result

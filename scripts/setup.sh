@@ -1,0 +1,35 @@
+# Sourced by scripts/demo and scripts/test: installs what they need, once.
+# Debian/Ubuntu: system packages with apt-get (as root, or through sudo);
+# Python packages into .venv beside this repository.
+
+PYTHON=${PYTHON:-python3}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+need_apt=()
+have_dovecot() { command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]; }
+have_dovecot || need_apt+=(dovecot-imapd)
+"$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing system packages: ${need_apt[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "mailsvc needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+}
+
+# Reinstall only when the project's dependencies changed.
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -e "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+export PATH="$PWD/.venv/bin:$PATH"

@@ -1,0 +1,107 @@
+from pathlib import Path
+
+import pytest
+
+from mailsvc.cli import main
+from mailsvc.config import load_config, parse_config
+from mailsvc.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "mailsvc.example.yaml"
+
+
+def minimal() -> dict:  # type: ignore[type-arg]
+    return {
+        "imap": {"host": "127.0.0.1", "tls": "none", "user": "help", "password": "secret"},
+        "smtp": {"host": "127.0.0.1", "tls": "none", "port": 2525},
+        "queues": {"help": {"address": "help@example.org"}},
+        "store": {"path": "mailsvc.db"},
+    }
+
+
+def problems(raw: dict, base: Path = Path("/etc/mailsvc")) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, base)
+    return err.value.problems
+
+
+def test_minimal_config_gets_defaults_and_relative_paths() -> None:
+    config = parse_config(minimal(), Path("/etc/mailsvc"))
+    assert config.store.path == Path("/etc/mailsvc/mailsvc.db")
+    assert config.imap.folder == "INBOX" and config.imap.effective_port == 143
+    assert config.smtp.effective_port == 2525
+    assert config.queues["help"].subject_tag == "[Help #{id}]"
+    assert config.own_addresses() == frozenset({"help@example.org"})
+
+
+def test_unknown_key_is_named_with_its_path() -> None:
+    raw = minimal()
+    raw["imap"]["pasword"] = "x"
+    raw["queues"]["help"]["tag"] = "x"
+    found = problems(raw)
+    assert ("imap.pasword", "unknown key") in found
+    assert ("queues.help.tag", "unknown key") in found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = minimal()
+    del raw["store"]
+    raw["smtp"]["port"] = 70000
+    raw["queues"]["help"]["address"] = "not-an-address"
+    paths = {path for path, _ in problems(raw)}
+    assert paths == {"store", "smtp.port", "queues.help.address"}
+
+
+def test_plain_imap_only_on_loopback() -> None:
+    raw = minimal()
+    raw["imap"]["host"] = "imap.example.org"
+    (path, reason), *_ = problems(raw)
+    assert path == "imap" and "loopback" in reason
+
+
+def test_password_sources_are_exclusive_and_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    raw = minimal()
+    raw["imap"]["password_env"] = "MAILSVC_TEST_PW"
+    assert "only one of" in problems(raw)[0][1]
+    del raw["imap"]["password"]
+    monkeypatch.delenv("MAILSVC_TEST_PW", raising=False)
+    assert problems(raw) == [("imap.password_env", "environment variable MAILSVC_TEST_PW is not set")]
+    monkeypatch.setenv("MAILSVC_TEST_PW", "from-env")
+    assert parse_config(raw, tmp_path).imap.secret() == "from-env"
+    del raw["imap"]["password_env"]
+    secret = tmp_path / "imap-password"
+    secret.write_text("from-file\n")
+    raw["imap"]["password_file"] = str(secret)
+    assert parse_config(raw, tmp_path).imap.secret() == "from-file"
+
+
+def test_subject_tag_needs_id() -> None:
+    raw = minimal()
+    raw["queues"]["help"]["subject_tag"] = "[Help]"
+    assert problems(raw)[0][0] == "queues.help.subject_tag"
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILSVC_IMAP_PASSWORD", "x")
+    monkeypatch.setenv("MAILSVC_SMTP_PASSWORD", "x")
+    config = load_config(EXAMPLE)
+    assert config.queues
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "imap: {host: 127.0.0.1, tls: none, user: help, password: s}\n"
+        "smtp: {host: 127.0.0.1, tls: none}\n"
+        "queues: {help: {address: help@example.org}}\n"
+        "store: {path: x.db}\n"
+    )
+    assert main(["check-config", str(good)]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("store: {path: x.db}", "store: {path: x.db, size: 3}"))
+    assert main(["check-config", str(bad)]) == 2
+    assert "store.size: unknown key" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("imap: [unclosed\n")
+    assert main(["check-config", str(broken)]) == 2
+    assert "not valid YAML at line" in capsys.readouterr().err
+    assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2

@@ -1,0 +1,108 @@
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from mailsvc.errors import TemplateError
+from mailsvc.model import Address, QueueMail
+from mailsvc.render import Templates, compose, header_text, reply_subject
+from tests.unit.factories import T0, case, message
+
+
+def render(msg=None, templates=None, **kw):  # type: ignore[no-untyped-def]
+    msg = msg or message(references=("<root@example.net>",))
+    args = {
+        "templates": templates or Templates([]),
+        "queue_name": "help",
+        "address": "help@example.org",
+        "display_name": "Example Help",
+        "subject_tag": "[Help #{id}]",
+        "tag_position": "end",
+        "message_id": "<ack-1@example.org>",
+        "now": T0,
+    }
+    args.update(kw)
+    action = QueueMail("ack", "ack", (msg.from_,))
+    out = compose(action, case(), msg, **args)
+    return out, message_from_bytes(out.raw, policy=default)
+
+
+def test_ack_headers_thread_and_mark_it_automatic() -> None:
+    out, mail = render()
+    assert out.message_id == mail["Message-ID"] == "<ack-1@example.org>"
+    assert out.rcpt_to == ("alice@example.net",)
+    assert mail["From"] == "Example Help <help@example.org>"
+    assert mail["To"] == "Alice Example <alice@example.net>"
+    assert mail["Subject"] == "Re: Printer on floor 3 is jammed [Help #42]"
+    assert mail["In-Reply-To"] == "<m1@example.net>"
+    assert mail["References"] == "<root@example.net> <m1@example.net>"
+    assert mail["Auto-Submitted"] == "auto-replied"
+    assert mail["X-Auto-Response-Suppress"] == "All"
+    assert mail["X-Loop"] == "help@example.org"
+
+
+def test_ack_has_text_and_html_alternatives_naming_the_case() -> None:
+    _, mail = render()
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert "[Help #42]" in text and "Alice Example" in text
+    assert "[Help #42]" in html
+
+
+@pytest.mark.parametrize(
+    ("subject", "position", "expected"),
+    [
+        ("Printer", "end", "Re: Printer [Help #42]"),
+        ("Re: Printer", "end", "Re: Printer [Help #42]"),
+        ("AW: Printer [Help #42]", "end", "AW: Printer [Help #42]"),
+        ("", "end", "Re: [Help #42]"),
+        ("Printer", "start", "Re: [Help #42] Printer"),
+        ("Printer\r\nBcc: victim@example.net", "end", "Re: Printer Bcc: victim@example.net [Help #42]"),
+    ],
+)
+def test_reply_subject(subject: str, position: str, expected: str) -> None:
+    assert reply_subject(subject, "[Help #42]", position) == expected
+
+
+def test_crlf_in_subject_and_name_cannot_add_headers() -> None:
+    evil = message(
+        subject="Hi\r\nBcc: victim@example.net",
+        from_=Address("alice@example.net", "Alice\r\nBcc: victim@example.net"),
+    )
+    out, mail = render(msg=evil)
+    assert mail["Bcc"] is None
+    assert b"\r\nBcc:" not in out.raw
+
+
+def test_requester_text_is_never_evaluated_as_template(tmp_path: Path) -> None:
+    (tmp_path / "ack.txt.j2").write_text("Subject was: {{ case.subject }} / {{ message.text }}\n")
+    msg = message(subject="{{ 7 * 7 }}", text="{% for x in range(3) %}boom{% endfor %}")
+    _, mail = render(msg=msg, templates=Templates([tmp_path]))
+    body = mail.get_body(("plain",)).get_content()
+    assert "{{ 7 * 7 }}" in body or "Printer" in body  # case subject comes from the case
+    assert "49" not in body and "boomboom" not in body
+
+
+def test_queue_templates_override_defaults(tmp_path: Path) -> None:
+    (tmp_path / "ack.txt.j2").write_text("Custom ack for {{ case.tag }}\n")
+    _, mail = render(templates=Templates([tmp_path]))
+    assert mail.get_body(("plain",)).get_content().strip() == "Custom ack for [Help #42]"
+
+
+def test_unknown_variable_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "ack.txt.j2").write_text("Hello {{ requester.nmae }}\n")
+    with pytest.raises(TemplateError, match=r"ack\.txt\.j2"):
+        render(templates=Templates([tmp_path]))
+
+
+def test_html_template_escapes_requester_text(tmp_path: Path) -> None:
+    (tmp_path / "ack.txt.j2").write_text("{{ message.text }}\n")
+    (tmp_path / "ack.html.j2").write_text("<p>{{ message.text }}</p>\n")
+    _, mail = render(msg=message(text="<script>alert(1)</script>"), templates=Templates([tmp_path]))
+    html = mail.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_header_text_removes_control_characters() -> None:
+    assert header_text("a\x00b\r\nc\td") == "a b c d"

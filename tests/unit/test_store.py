@@ -1,0 +1,130 @@
+"""The store on a real SQLite file: migrations, apply in one transaction, lookups, outbox states."""
+
+from pathlib import Path
+
+import pytest
+
+from mailsvc.model import (
+    Case,
+    CaseStatus,
+    Decision,
+    FileMessage,
+    InboundMessage,
+    MailRef,
+    MessageKind,
+    MessageState,
+    OpenCase,
+    OutgoingMail,
+    QueueMail,
+    SetStatus,
+)
+from mailsvc.store import Store
+from mailsvc.store.migrate import latest_version
+from tests.unit.factories import T0, message
+
+REF = MailRef("INBOX", 7, 1)
+
+
+def outgoing(action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
+    return OutgoingMail(f"<{action.purpose}-{case.id}@example.org>", "help@example.org", ("a@x",), b"raw", "ack")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "state" / "mailsvc.db")
+
+
+def open_case(store: Store, msg: InboundMessage, ref: MailRef = REF) -> int:
+    decision = Decision(
+        None,
+        "help",
+        (OpenCase("help", msg.subject, msg.from_), FileMessage(MessageKind.REQUEST), QueueMail("ack", "ack", ())),
+    )
+    with store.transaction():
+        applied = store.apply(decision, msg, ref, outgoing, T0)
+    assert applied.case_id is not None
+    return applied.case_id
+
+
+def test_migrations_run_once_and_record_the_version(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    Store.open(path).close()
+    again = Store.open(path)
+    assert again.db.execute("PRAGMA user_version").fetchone()[0] == latest_version()
+    assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_apply_opens_case_files_message_and_queues_mail(store: Store) -> None:
+    msg = message()
+    case_id = open_case(store, msg)
+    case = store.case_by_id(case_id)
+    assert case is not None and case.status is CaseStatus.OPEN and case.requester == msg.from_
+    assert [m["kind"] for m in store.case_messages(case_id)] == ["request"]
+    outbox = store.case_outbox(case_id)
+    assert [(o["purpose"], o["state"]) for o in outbox] == [("ack", "queued")]
+    # Both the received and the sent Message-ID thread to the case.
+    assert store.case_by_message_ids(["<m1@example.net>"]).id == case_id  # type: ignore[union-attr]
+    assert store.case_by_message_ids([f"<ack-{case_id}@example.org>"]).id == case_id  # type: ignore[union-attr]
+    assert store.known_uids("INBOX", 7, [1, 2]) == {1: MessageState.FILED}
+    assert store.mailbox_position("INBOX") == (7, 1)
+    assert store.is_duplicate(msg)
+    assert not store.is_duplicate(message(content_hash="other"))
+
+
+def test_a_failing_action_leaves_nothing_behind(store: Store) -> None:
+    def broken(action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
+        raise RuntimeError("template exploded")
+
+    decision = Decision(
+        None, "help", (OpenCase("help", "s", message().from_), FileMessage(MessageKind.REQUEST), QueueMail("ack", "ack", ()))
+    )
+    with pytest.raises(RuntimeError), store.transaction():
+        store.apply(decision, message(), REF, broken, T0)
+    assert store.counts() == {"cases": 0}
+    assert store.known_uids("INBOX", 7, [1]) == {}
+
+
+def test_savepoint_rolls_back_one_message_of_a_batch(store: Store) -> None:
+    with store.transaction():
+        with store.savepoint():
+            store.quarantine(message(content_hash="a"), MailRef("INBOX", 7, 1), "no_sender", T0)
+        with pytest.raises(RuntimeError), store.savepoint():
+            store.quarantine(message(content_hash="b"), MailRef("INBOX", 7, 2), "no_sender", T0)
+            raise RuntimeError
+    assert store.known_uids("INBOX", 7, [1, 2]) == {1: MessageState.QUARANTINED}
+
+
+def test_status_change_and_case_listing(store: Store) -> None:
+    case_id = open_case(store, message())
+    with store.transaction():
+        store.apply(
+            Decision(case_id, "help", (FileMessage(MessageKind.REQUESTER_REPLY), SetStatus(CaseStatus.WAITING))),
+            message(message_id="<m2@example.net>", content_hash="h2"),
+            MailRef("INBOX", 7, 2),
+            outgoing,
+            T0,
+        )
+    assert [c.id for c in store.list_cases(CaseStatus.WAITING)] == [case_id]
+    assert store.list_cases(CaseStatus.OPEN) == []
+    assert [e["event"] for e in store.case_events(case_id)][-1] == "status_changed"
+
+
+def test_outbox_lifecycle(store: Store) -> None:
+    case_id = open_case(store, message())
+    (mail,) = store.due_mail(now=T0.timestamp())
+    store.mark_retry(mail.id, "451 later", next_attempt_at=T0.timestamp() + 60)
+    assert store.due_mail(now=T0.timestamp()) == []
+    assert store.next_due_at() == T0.timestamp() + 60
+    (again,) = store.due_mail(now=T0.timestamp() + 61)
+    assert again.message_id == mail.message_id and again.attempts == 1
+    store.mark_sent(again.id, T0.timestamp() + 61)
+    assert store.next_due_at() is None
+    (row,) = store.case_outbox(case_id)
+    assert (row["state"], row["attempts"]) == ("sent", 2)
+
+
+def test_uidvalidity_change_resets_the_position(store: Store) -> None:
+    open_case(store, message(), MailRef("INBOX", 7, 50))
+    open_case(store, message(message_id="<x@y>", content_hash="h3"), MailRef("INBOX", 8, 3))
+    assert store.mailbox_position("INBOX") == (8, 3)
