@@ -17,7 +17,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import imapclient
@@ -45,11 +44,14 @@ def _binary(name: str) -> str:
     raise DovecotError(f"{name} not found on PATH or in /usr/sbin: install dovecot-imapd (apt install dovecot-imapd)")
 
 
-def _alive(pid: int) -> bool:
-    try:  # a zombie has an empty cmdline: it is gone for our purposes
-        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
-    except OSError:
-        return False
+def _group_alive(pgid: int) -> bool:
+    """Whether a live process remains in the group (Linux). Zombies count as gone: init may reap late."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == pgid and state != "Z":
+                return True
+    return False
 
 
 def _uid_set(spec: bytes) -> list[int]:
@@ -67,7 +69,7 @@ class PrivateDovecot:
 
     def __init__(self, base: Path, port: int | None = None, *, disable_move: bool = False) -> None:
         self.base = Path(base).resolve()
-        self._port = port or _free_port()
+        self.port = port or _free_port()
         self._auto_port = port is None
         self.disable_move = disable_move
         self.conf_path = self.base / "dovecot.conf"
@@ -86,23 +88,26 @@ class PrivateDovecot:
             self._mail_ids = (nobody.pw_uid, nobody.pw_gid)
         else:
             self._mail_ids = (os.getuid(), os.getgid())
-        # Unix socket paths are limited to 108 bytes; Dovecot's longest name under base_dir is ~30.
-        if len(str(self.run_dir)) > 70:
+        # Unix socket paths are limited to 107 bytes; the longest Dovecot puts under base_dir is 25 more.
+        if len(str(self.run_dir)) > 80:
             raise DovecotError(f"base folder path too long for Dovecot's unix sockets: {self.base}")
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The master process while started."""
+        return None if self._proc is None else self._proc.pid
+
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
         if self.running:
             return
-        self._prepare()
+        self._shutdown()  # reap a master that died on its own
+        self._make_dirs()
+        self._stop_stale()
         if self.disable_move and self._capabilities is None:
             # imap_capability in 2.3 can only replace the list or add to it ("+X"), never remove, so learn
             # this build's post-login list once and hand it back without MOVE.
@@ -127,9 +132,7 @@ class PrivateDovecot:
         self.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def log_tail(self, lines: int = 30) -> str:
@@ -145,6 +148,7 @@ class PrivateDovecot:
             raise ValueError(f"user name {name!r} must match {_USER_RE.pattern}")
         if ":" in password or "\n" in password:
             raise ValueError("password must not contain ':' or newlines (passwd-file format)")
+        self._make_dirs()
         home = self.base / "mail" / name
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One passwd-file per user: Dovecot re-reads a shared file at most once a second, so a user added
@@ -213,7 +217,7 @@ class PrivateDovecot:
                 c.create_folder(folder)
 
     # -- internals -----------------------------------------------------------------------------------------
-    def _prepare(self) -> None:
+    def _make_dirs(self) -> None:
         for d in (self.base, self.run_dir, self.base / "state", self.users_dir, self.base / "mail"):
             d.mkdir(parents=True, exist_ok=True)
             d.chmod(0o755)
@@ -223,7 +227,6 @@ class PrivateDovecot:
             os.chown(self.users_dir, 0, grp.getgrnam("dovecot").gr_gid)
             self.users_dir.chmod(0o750)
             os.chown(self.base / "mail", *self._mail_ids)
-        self._stop_stale()
 
     def _make_reachable(self) -> None:
         # auth (dovecot) and imap (nobody) drop root, so they need search (x) rights on every folder above
@@ -282,7 +285,7 @@ userdb {{
 service imap-login {{
 {chroot}  inet_listener imap {{
     address = {HOST}
-    port = {self._port}
+    port = {self.port}
   }}
   inet_listener imaps {{
     port = 0
@@ -314,7 +317,7 @@ service anvil {{
             except DovecotError as exc:
                 self._shutdown()
                 if self._auto_port and "in use" in str(exc) and attempt < 2:
-                    self._port = _free_port()
+                    self.port = _free_port()
                     continue
                 raise
 
@@ -324,12 +327,12 @@ service anvil {{
             assert self._proc is not None
             if (rc := self._proc.poll()) is not None:
                 raise DovecotError(f"dovecot exited with status {rc}; log tail:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self._port), 1.0) as s:
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 1.0) as s:
                 if self._greeting.encode() in s.recv(1024):
                     return
             time.sleep(0.05)
         raise DovecotError(
-            f"dovecot not answering on {HOST}:{self._port} after {timeout}s; log tail:\n{self.log_tail()}"
+            f"dovecot not answering on {HOST}:{self.port} after {timeout}s; log tail:\n{self.log_tail()}"
         )
 
     def _probe_capabilities(self) -> list[str]:
@@ -354,15 +357,11 @@ service anvil {{
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        # Belt and braces: nothing of this process group may outlive stop().
+        # The master exits before its log process does; nothing of the group may outlive stop().
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except (ProcessLookupError, PermissionError):
-                return
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
 
     def _stop_stale(self) -> None:
@@ -374,9 +373,9 @@ service anvil {{
             return
         if str(self.conf_path).encode() in cmdline:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _alive(pid):
+            while _group_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
 
 
