@@ -47,7 +47,7 @@ class Backoff:
         self.first, self.cap, self.failures = first, cap, 0
 
     def next(self) -> float:
-        delay = min(self.cap, self.first * 2**self.failures)
+        delay: float = min(self.cap, self.first * 2**self.failures)
         self.failures += 1
         return delay * (0.5 + random.random() / 2)
 

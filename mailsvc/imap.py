@@ -6,6 +6,7 @@ message only after the store has committed it.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
@@ -116,8 +117,6 @@ class ImapSource:
 def _close_quietly(client: IMAPClient) -> None:
     try:
         client.logout()
-    except (*IMAP_ERRORS, AttributeError):
-        try:
+    except (IMAPClientError, OSError, AttributeError):
+        with contextlib.suppress(IMAPClientError, OSError, AttributeError):
             client.shutdown()
-        except (*IMAP_ERRORS, AttributeError):
-            pass

@@ -46,5 +46,6 @@ def configure(format: str = "auto", level: str = "info") -> None:
 
 
 def get_logger(**fields: Any) -> structlog.typing.FilteringBoundLogger:
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(**fields)
+    """A logger that binds lazily, so module-level loggers follow `configure` called later."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(**fields)
     return logger

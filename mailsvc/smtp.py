@@ -25,7 +25,7 @@ Clock = Callable[[], float]
 
 def retry_delay(attempts: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
     """Capped exponential backoff with jitter: spread retries so a recovered server is not stormed."""
-    ceiling = min(cap, base * 2 ** max(0, attempts))
+    ceiling: float = min(cap, base * 2 ** max(0, attempts))
     return ceiling * (0.5 + rand() / 2)
 
 

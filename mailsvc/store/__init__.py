@@ -355,7 +355,7 @@ class Store:
 
     def next_due_at(self) -> float | None:
         row = self.db.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'").fetchone()
-        return row[0]
+        return float(row[0]) if row[0] is not None else None
 
     def mark_sent(self, outbox_id: int, now: float) -> None:
         self.db.execute(

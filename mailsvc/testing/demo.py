@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         daemon = subprocess.Popen(_mailsvc("run", "-c", str(config)))
         try:
             time.sleep(1.0)
-            sent_at = time.time()
             mailbox.append(mail())
+            sent_at = time.time()
             print(f"\n== mailed a sample request from alice@example.net to {HELP_ADDRESS}\n")
             (ack,) = smtp.wait_for(1, timeout=30)
             print(f"\n== acknowledgement arrived {ack.received_at - sent_at:.3f} s after the request was delivered\n")
