@@ -128,9 +128,23 @@ def _check_address(value: str) -> str:
     return value
 
 
+class StaffMember(_Strict):
+    address: str
+    name: str = ""
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        return _check_address(value)
+
+
 class QueueConfig(_Strict):
     address: str
     display_name: str = "Help Desk"
+    # Who answers this queue's cases by mail; their replies are relayed to the requester.
+    staff: tuple[StaffMember, ...] = ()
+    # Mail sent here by staff is an internal comment, never relayed.
+    comment_address: str | None = None
     subject_tag: str = "[Help #{id}]"
     tag_position: Literal["end", "start"] = "end"
     templates_dir: Path | None = None
@@ -140,6 +154,14 @@ class QueueConfig(_Strict):
     def _valid_address(cls, value: str) -> str:
         return _check_address(value)
 
+    @field_validator("comment_address")
+    @classmethod
+    def _valid_comment_address(cls, value: str | None) -> str | None:
+        return _check_address(value) if value is not None else None
+
+    def staff_addresses(self) -> frozenset[str]:
+        return frozenset(s.address.lower() for s in self.staff)
+
     @field_validator("subject_tag")
     @classmethod
     def _tag_has_id(cls, value: str) -> str:
@@ -148,6 +170,39 @@ class QueueConfig(_Strict):
         if any(c in value for c in "\r\n"):
             raise ValueError("must be one line")
         return value
+
+
+class TrustConfig(_Strict):
+    """How a staff mail proves it is from staff (see README, "Trust")."""
+
+    # Authentication-Results headers count only when added by these servers (authserv-id).
+    authserv_ids: tuple[str, ...] = ()
+    # Accept spf=pass (aligned with the From domain) as well as DKIM and DMARC.
+    allow_spf: bool = False
+    # Trust the From header alone: only for closed networks where nobody can forge it.
+    trust_from_header: bool = False
+    # The key that signs reply tokens (help+c42-<signature>@...): give one of these.
+    token_key: SecretStr | None = None
+    token_key_env: str | None = None
+    token_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustConfig:
+        given = [k for k in ("token_key", "token_key_env", "token_key_file") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of token_key, token_key_env, token_key_file (got {', '.join(given)})")
+        if self.token_key is not None and len(self.token_key.get_secret_value()) < 16:
+            raise ValueError("token_key must be at least 16 characters")
+        return self
+
+    def key(self) -> bytes:
+        if self.token_key is not None:
+            return self.token_key.get_secret_value().encode()
+        if self.token_key_env:
+            return os.environ.get(self.token_key_env, "").encode()
+        if self.token_key_file:
+            return Path(os.path.expandvars(self.token_key_file)).read_bytes().strip()
+        return b""
 
 
 class StoreConfig(_Strict):
@@ -166,6 +221,7 @@ class Config(_Strict):
     store: StoreConfig
     templates_dir: Path | None = None
     our_addresses: tuple[str, ...] = ()
+    trust: TrustConfig = TrustConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("queues")
@@ -176,6 +232,13 @@ class Config(_Strict):
                 raise ValueError(f"queue name {name!r}: use lower-case letters, digits, '-' and '_'")
         return value
 
+    @model_validator(mode="after")
+    def _staff_need_a_token_key(self) -> Config:
+        t = self.trust
+        if any(q.staff for q in self.queues.values()) and not (t.token_key or t.token_key_env or t.token_key_file):
+            raise ValueError("trust: staff are configured, so give token_key, token_key_env or token_key_file")
+        return self
+
     @property
     def default_queue(self) -> str:
         return next(iter(self.queues))
@@ -183,6 +246,7 @@ class Config(_Strict):
     def own_addresses(self) -> frozenset[str]:
         """Every address that is us: loops to these are never answered."""
         found = {q.address.lower() for q in self.queues.values()}
+        found.update(q.comment_address.lower() for q in self.queues.values() if q.comment_address)
         found.update(a.lower() for a in self.our_addresses)
         if self.imap.user and "@" in self.imap.user:
             found.add(self.imap.user.lower())
@@ -218,6 +282,10 @@ def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
 
 def _check_secrets(config: Config) -> list[tuple[str, str]]:
     problems = []
+    if config.trust.token_key_env and config.trust.token_key_env not in os.environ:
+        problems.append(("trust.token_key_env", f"environment variable {config.trust.token_key_env} is not set"))
+    if config.trust.token_key_file and not Path(os.path.expandvars(config.trust.token_key_file)).is_file():
+        problems.append(("trust.token_key_file", f"cannot read {config.trust.token_key_file}: no such file"))
     for name, server in (("imap", config.imap), ("smtp", config.smtp)):
         if server.password_env and server.password_env not in os.environ:
             problems.append((f"{name}.password_env", f"environment variable {server.password_env} is not set"))

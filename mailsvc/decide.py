@@ -1,54 +1,196 @@
-"""Decisions (pure): from the message, its classification, its case and `now`, the actions.
+"""Decisions (pure): from the message, its classification, its case, the sender's trust, the actions.
 
-All policy lives here: when a case opens, which status it takes, and when an
-acknowledgement is sent or suppressed (and why).
+All policy lives here: when a case opens, who is told, what is relayed to the
+requester, which staff commands run, and when mail is suppressed (and why).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from mailsvc.classify import is_automatic
+from mailsvc.commands import Command, ParsedCommands, parse_commands
 from mailsvc.model import (
     Action,
+    AddCc,
+    Address,
+    Case,
     CaseStatus,
     Classification,
     Decision,
     FileMessage,
     InboundMessage,
+    MergeInto,
     MessageKind,
     OpenCase,
     QueueMail,
+    RemoveCc,
+    SetOwner,
+    SetPriority,
     SetStatus,
     Suppress,
     ThreadMatch,
 )
+from mailsvc.strip import strip_reply
+from mailsvc.thread import CaseLookup
+from mailsvc.trust import TrustVerdict
+
+OPEN_STATES = (CaseStatus.OPEN, CaseStatus.WAITING)
 
 
-def decide(msg: InboundMessage, found: Classification, match: ThreadMatch, queue: str) -> Decision:
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """What decide needs to know of a queue."""
+
+    name: str
+    staff: tuple[Address, ...] = ()
+    comment_address: str | None = None
+
+    def staff_member(self, addr: str) -> Address | None:
+        return next((s for s in self.staff if s.key == addr.lower()), None)
+
+
+def decide(
+    msg: InboundMessage,
+    found: Classification,
+    match: ThreadMatch,
+    *,
+    queues: Mapping[str, QueuePolicy],
+    queue: str,
+    sender: TrustVerdict,
+    lookup: CaseLookup,
+) -> Decision:
     """`queue` is where a new case would open; an existing case keeps its own."""
     case = match.case
     if found.kind is MessageKind.LOOP:
         # Our own mail came back: keep it, but never act on it.
         return Decision(case.id if case else None, case.queue if case else queue, (FileMessage(found.kind),))
+    if case is not None and sender.staff and not is_automatic(found.kind):
+        return _staff_mail(msg, case, queues[case.queue], sender, lookup)
     if case is None or (case.status is CaseStatus.CLOSED and found.kind is MessageKind.REQUEST):
-        return _open_case(msg, found, queue)
-    actions: list[Action] = []
-    if found.kind is MessageKind.REQUEST:
-        actions.append(FileMessage(MessageKind.REQUESTER_REPLY))
-        if case.status in (CaseStatus.WAITING, CaseStatus.RESOLVED):
-            actions.append(SetStatus(CaseStatus.OPEN))
-    else:
-        actions.append(FileMessage(found.kind))
+        return _open_case(msg, found, queues[queue], parent=case.id if case else None)
+    if found.kind is not MessageKind.REQUEST:
+        return Decision(case.id, case.queue, (FileMessage(found.kind),))
+    actions: list[Action] = [FileMessage(MessageKind.REQUESTER_REPLY)]
+    if case.status in (CaseStatus.WAITING, CaseStatus.RESOLVED):
+        actions.append(SetStatus(CaseStatus.OPEN))
+    actions.extend(_notify_staff(case, queues[case.queue], "notify", strip_reply(msg.text), attach=True))
     return Decision(case.id, case.queue, tuple(actions))
 
 
-def _open_case(msg: InboundMessage, found: Classification, queue: str) -> Decision:
+def _open_case(msg: InboundMessage, found: Classification, queue: QueuePolicy, parent: int | None) -> Decision:
     assert msg.from_ is not None, "parse quarantines mail without a sender"
+    ccs = tuple(a for a in msg.cc if a.key != msg.from_.key and queue.staff_member(a.addr) is None and "@" in a.addr)
     actions: list[Action] = [
-        OpenCase(queue, msg.subject or "(no subject)", msg.from_),
+        OpenCase(queue.name, msg.subject or "(no subject)", msg.from_, parent=parent, ccs=ccs),
         FileMessage(found.kind),
     ]
     if is_automatic(found.kind):
         actions.append(Suppress("ack", found.reason))
-    else:
-        actions.append(QueueMail("ack", "ack", (msg.from_,)))
-    return Decision(None, queue, tuple(actions))
+        return Decision(None, queue.name, tuple(actions))
+    actions.append(QueueMail("ack", "ack", (msg.from_,)))
+    if queue.staff:
+        actions.append(QueueMail("notify", "notify", queue.staff, text=strip_reply(msg.text), attach=True))
+    return Decision(None, queue.name, tuple(actions))
+
+
+def _notify_staff(case: Case, queue: QueuePolicy, purpose: str, text: str, attach: bool = False) -> list[Action]:
+    """To the case's owner when it has one, else to all of the queue's staff."""
+    owner = queue.staff_member(case.owner) if case.owner else None
+    to = (owner,) if owner else queue.staff
+    if not to:
+        return [Suppress(purpose, "the queue has no staff")]
+    return [QueueMail(purpose, purpose, to, text=text, attach=attach)]
+
+
+def _staff_mail(
+    msg: InboundMessage, case: Case, queue: QueuePolicy, sender: TrustVerdict, lookup: CaseLookup
+) -> Decision:
+    assert msg.from_ is not None
+    if not sender.verified:
+        return Decision(
+            case.id,
+            case.queue,
+            (
+                FileMessage(MessageKind.STAFF_REPLY, note=f"unverified: {sender.reason}"),
+                Suppress("relay", f"sender not verified: {sender.reason}"),
+                QueueMail("unverified", "unverified", queue.staff, text=sender.reason),
+            ),
+        )
+    parsed = parse_commands(strip_reply(msg.text))
+    errors = [f"line {e.line}: {e.text}\n    {e.reason}" for e in parsed.errors]
+    errors.extend(_unknown_targets(parsed, queue, lookup, case))
+    if errors:
+        return Decision(
+            case.id,
+            case.queue,
+            (
+                FileMessage(MessageKind.COMMAND, note="rejected: " + "; ".join(errors)),
+                QueueMail("command_error", "command_error", (msg.from_,), text="\n".join(errors)),
+            ),
+        )
+    comment = any(c.name == "comment" for c in parsed.commands) or _sent_to(msg, queue.comment_address)
+    body = parsed.body.strip()
+    kind = MessageKind.COMMENT if comment else (MessageKind.STAFF_REPLY if body else MessageKind.COMMAND)
+    actions: list[Action] = [FileMessage(kind)]
+    status_set = False
+    for command in parsed.commands:
+        actions.extend(_run(command, msg.from_, queue))
+        status_set |= command.name == "status"
+    if comment:
+        others = tuple(s for s in queue.staff if s.key != msg.from_.key)
+        if others and body:
+            actions.append(QueueMail("comment", "comment", others, text=body, attach=True))
+    elif body:
+        actions.append(QueueMail("relay", "relay", (case.requester, *case.ccs), text=body, attach=True))
+        if not status_set and case.status is not CaseStatus.WAITING:
+            actions.append(SetStatus(CaseStatus.WAITING))
+    if any(isinstance(a, SetStatus) and a.status is CaseStatus.RESOLVED for a in actions):
+        actions.append(QueueMail("resolved", "resolved", (case.requester, *case.ccs)))
+    return Decision(case.id, case.queue, tuple(actions))
+
+
+def _sent_to(msg: InboundMessage, address: str | None) -> bool:
+    return address is not None and any(a.key == address.lower() for a in msg.recipients)
+
+
+def _unknown_targets(parsed: ParsedCommands, queue: QueuePolicy, lookup: CaseLookup, case: Case) -> list[str]:
+    """Arguments the grammar accepts but this help desk cannot honour (no such staff, no such case)."""
+    errors = []
+    for c in parsed.commands:
+        if c.name == "assign" and _staff_by_name(queue, c.args[0]) is None:
+            errors.append(f"line {c.line}: #assign {c.args[0]}\n    not a staff member of queue {queue.name}")
+        if c.name == "merge":
+            target = int(c.args[0])
+            if target == case.id or lookup.case_by_id(target) is None:
+                errors.append(f"line {c.line}: #merge {target}\n    no other case {target} to merge into")
+    return errors
+
+
+def _staff_by_name(queue: QueuePolicy, who: str) -> Address | None:
+    who = who.lower()
+    for s in queue.staff:
+        if who in (s.key, s.key.partition("@")[0], s.name.lower()):
+            return s
+    return None
+
+
+def _run(command: Command, sender: Address, queue: QueuePolicy) -> list[Action]:
+    match command.name, command.args:
+        case "status", (status,):
+            return [SetStatus(CaseStatus(status))]
+        case "take", _:
+            return [SetOwner(sender.key)]
+        case "assign", (who,):
+            member = _staff_by_name(queue, who)
+            return [SetOwner(member.key if member else who)]
+        case "priority", (priority,):
+            return [SetPriority(priority)]
+        case "cc", ("add", address):
+            return [AddCc(Address(address))]
+        case "cc", ("remove", address):
+            return [RemoveCc(address.lower())]
+        case "merge", (target,):
+            return [MergeInto(int(target))]
+    return []

@@ -16,14 +16,15 @@ from enum import StrEnum
 
 from mailsvc.classify import ClassifyContext, classify
 from mailsvc.config import Config
-from mailsvc.decide import decide
+from mailsvc.decide import QueuePolicy, decide
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
-from mailsvc.model import Case, InboundMessage, MailRef, MessageState, OutgoingMail, QueueMail
+from mailsvc.model import Address, Case, InboundMessage, MailRef, MessageState, OutgoingMail, QueueMail, ThreadMatch
 from mailsvc.parse import ParseLimits, parse_message
-from mailsvc.render import Templates, compose
+from mailsvc.render import STAFF_PURPOSES, QueueView, Templates, compose
 from mailsvc.store import Store
 from mailsvc.thread import compile_tag, find_case, route_queue
+from mailsvc.trust import TrustPolicy, reply_address, token_from_recipients, verify_sender
 
 Clock = Callable[[], datetime]
 
@@ -55,6 +56,21 @@ class Pipeline:
         self.limits = ParseLimits()
         self.context = ClassifyContext(own_addresses=config.own_addresses())
         self.tags: dict[str, re.Pattern[str]] = {n: compile_tag(q.subject_tag) for n, q in config.queues.items()}
+        self.queues = {
+            name: QueuePolicy(name, tuple(Address(s.address, s.name) for s in q.staff), q.comment_address)
+            for name, q in config.queues.items()
+        }
+        self.views = {
+            name: QueueView(name, q.address, q.display_name, q.subject_tag, q.tag_position)
+            for name, q in config.queues.items()
+        }
+        self.token_key = config.trust.key()
+        self.trust = TrustPolicy(
+            staff=frozenset().union(*(q.staff_addresses() for q in config.queues.values())),
+            trusted_authserv_ids=frozenset(config.trust.authserv_ids),
+            allow_spf=config.trust.allow_spf,
+            trust_from_header=config.trust.trust_from_header,
+        )
         self.templates = {
             name: Templates([d for d in (q.templates_dir, config.templates_dir) if d is not None])
             for name, q in config.queues.items()
@@ -62,20 +78,29 @@ class Pipeline:
         self.log = get_logger(component="ingest")
 
     def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
-        queue = self.config.queues[case.queue]
+        view = self.views[case.queue]
+        reply_to = None
+        if action.purpose in STAFF_PURPOSES and self.token_key:
+            reply_to = reply_address(view.address, case.id, self.token_key)
         return compose(
             action,
             case,
             msg,
             templates=self.templates[case.queue],
-            queue_name=case.queue,
-            address=queue.address,
-            display_name=queue.display_name,
-            subject_tag=queue.subject_tag,
-            tag_position=queue.tag_position,
-            message_id=make_msgid(idstring=f"case{case.id}", domain=queue.address.rpartition("@")[2]),
+            queue=view,
+            message_id=make_msgid(idstring=f"case{case.id}", domain=view.address.rpartition("@")[2]),
             now=self.clock(),
+            reply_to=reply_to,
         )
+
+    def thread(self, msg: InboundMessage) -> tuple[ThreadMatch, int | None]:
+        """A valid reply token names the case outright; else tag and references decide."""
+        if self.token_key:
+            token_case = token_from_recipients(msg, [q.address for q in self.config.queues.values()], self.token_key)
+            case = self.store.case_by_id(token_case) if token_case is not None else None
+            if case is not None:
+                return ThreadMatch(case, "token"), token_case
+        return find_case(msg, self.store, self.tags), None
 
     def handle(self, ref: MailRef, raw: bytes) -> tuple[Outcome, int | None]:
         """File one message; the caller holds the transaction. Returns the outcome and case id."""
@@ -91,9 +116,13 @@ class Pipeline:
         try:
             with self.store.savepoint():
                 found = classify(msg, self.context)
-                match = find_case(msg, self.store, self.tags)
+                match, token_case = self.thread(msg)
+                sender = verify_sender(msg, self.trust, token_case)
                 queue = route_queue(msg, {n: q.address for n, q in self.config.queues.items()})
-                decision = decide(msg, found, match, queue or self.config.default_queue)
+                decision = decide(
+                    msg, found, match, queues=self.queues, queue=queue or self.config.default_queue,
+                    sender=sender, lookup=self.store,
+                )  # fmt: skip
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
         except Exception as exc:
             log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
@@ -101,7 +130,7 @@ class Pipeline:
         log = log.bind(case_id=applied.case_id)
         log.info(
             "message_threaded", kind=found.kind.value, reason=found.reason, method=match.method,
-            queue=decision.queue,
+            queue=decision.queue, staff=sender.staff, verified=sender.verified if sender.staff else None,
         )  # fmt: skip
         for event, fields in applied.events:
             log.info(event, **{k: v for k, v in fields.items() if k != "case_id"})

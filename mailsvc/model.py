@@ -130,6 +130,8 @@ class Case:
     updated_at: datetime
     priority: str = "normal"
     owner: str | None = None
+    ccs: tuple[Address, ...] = ()
+    merged_into: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,11 +157,14 @@ class OpenCase:
     queue: str
     subject: str
     requester: Address
+    parent: int | None = None  # the closed case a reply to it reopened as this one
+    ccs: tuple[Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class FileMessage:
     kind: MessageKind
+    note: str = ""  # why, when it matters: "unverified: ...", "rejected command"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,15 +173,46 @@ class SetStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SetOwner:
+    owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetPriority:
+    priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddCc:
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveCc:
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class MergeInto:
+    """Move this case's messages into `target` and close this one."""
+
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueMail:
     """Render `template` for the case and put it in the outbox.
 
-    `purpose` names the mail in logs and in the outbox ("ack", "relay", ...).
+    `purpose` names the mail in logs and in the outbox ("ack", "relay", ...);
+    `text` is what the template shows as the message (a relayed reply, the
+    requester's new text, a list of errors); `attach` adds the message's attachments.
     """
 
     purpose: str
     template: str
     to: tuple[Address, ...]
+    text: str = ""
+    attach: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +223,9 @@ class Suppress:
     reason: str
 
 
-Action = OpenCase | FileMessage | SetStatus | QueueMail | Suppress
+Action = (
+    OpenCase | FileMessage | SetStatus | SetOwner | SetPriority | AddCc | RemoveCc | MergeInto | QueueMail | Suppress
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ Never raises and does no I/O; what could not be decoded is kept raw and named in
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import html as html_lib
 import re
@@ -22,6 +23,7 @@ from mailsvc.mime import (
     SERIALIZE_POLICY,
     bounded_policy,
     clean_text,
+    decode_base64,
     decode_bytes,
     decode_words,
     neutralise_charsets,
@@ -58,11 +60,10 @@ _TRACE_FIELDS = frozenset(
 )
 _HEADER_SCAN = 256 * 1024  # of a message over max_bytes, only this much is read for its headers
 _ADDRESS_STRICT_MAX = 2048  # longer address lists skip the (quadratic) strict parser
-_ADDRESS_MAX = 64 * 1024
+_HEADER_VALUE_MAX = 64 * 1024
 _HTML_MAX = 2 * 1024 * 1024
 _DEFECTS_MAX = 100
 
-_FOLD = re.compile(rb"\n(?=[ \t])")
 _MSGID = re.compile(r"<([^<>]*)>")
 _SPACE = re.compile(r"[\s\x00-\x1f\x7f]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -110,11 +111,8 @@ def content_hash(raw: bytes) -> str:
         head, body = b"", data[1:]
     else:
         head, _, body = data.partition(b"\n\n")
-    kept = [
-        line
-        for line in _FOLD.sub(b"", head).split(b"\n")
-        if line.partition(b":")[0].strip().lower() not in _TRACE_FIELDS
-    ]
+    unfolded = head.replace(b"\n ", b" ").replace(b"\n\t", b"\t")
+    kept = [line for line in unfolded.split(b"\n") if line.partition(b":")[0].strip().lower() not in _TRACE_FIELDS]
     digest = hashlib.sha256(b"\n".join(kept))
     digest.update(b"\n\n")
     digest.update(body)
@@ -206,13 +204,14 @@ class _PartInfo:
 def _parse(raw: bytes, limits: ParseLimits) -> InboundMessage:
     problems: list[str] = []
     too_large = len(raw) > limits.max_bytes
-    block = read_header_block(raw, limits.max_headers, _HEADER_SCAN if too_large else len(raw))
+    block = read_header_block(raw, limits.max_headers, _HEADER_SCAN if too_large else len(raw), _HEADER_VALUE_MAX)
     reason = "too_large" if too_large else "too_many_headers" if block.too_many else None
     body = _Body()
     if reason is None:
         body = _read_body(raw, limits, problems)
         reason = body.reason
 
+    problems.extend(f"header:{name.lower()}: cut to its first and last {_HEADER_VALUE_MAX // 2}" for name in block.cut)
     raw_headers: dict[str, list[str]] = {}
     for name, value in block.fields:
         raw_headers.setdefault(name.lower(), []).append(value)
@@ -348,11 +347,13 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
             body.html = _part_text(part, info, problems)
         return
     # A multipart without usable boundary reaches here as one leaf: mail clients show it as text.
-    if inline_text and (info.content_type == "text/plain" or (info.maintype == "multipart" and not body.plain)):
+    if inline_text and (info.content_type == "text/plain" or info.maintype == "multipart"):
         # Later inline text in a multipart/mixed continues the body (text around an inline image,
         # a list footer); inside multipart/alternative it would repeat it.
         if not body.plain or parent == "mixed":
-            body.plain.append(_part_text(part, info, problems))
+            text = _part_text(part, info, problems)
+            if text.strip() or not body.plain:
+                body.plain.append(text)
         return
     data = _payload(part, problems)
     body.attachments.append(
@@ -369,6 +370,12 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
 
 def _payload(part: EmailMessage, problems: list[str]) -> bytes:
     try:
+        header = part.get("content-transfer-encoding")
+        cte = str(header or "").lower()
+        # The email package compares the encoding with its white space and then skips decoding.
+        if cte != cte.strip() and cte.strip() in ("base64", "quoted-printable"):
+            encoded = str(part.get_payload(decode=False)).encode("ascii", "surrogateescape")
+            return decode_base64(encoded) if cte.strip() == "base64" else binascii.a2b_qp(encoded)
         data = part.get_payload(decode=True)
     except Exception as exc:
         problems.append(f"payload: {type(exc).__name__}")
@@ -397,11 +404,10 @@ def _enclosed(part: EmailMessage, info: _PartInfo, problems: list[str]) -> Attac
         problems.append(f"enclosed: {type(exc).__name__}")
         data = b""
     name = info.filename or ""
-    if is_message:
+    if is_message and not name:  # the sender's file name wins; else the subject, as clients save it
         subject = next((v for k, v in payload[0].raw_items() if k.lower() == "subject"), "")
-        stem = _header_text("subject", _LINEBREAK.sub("", subject), problems) or name or "message"
-        stem = stem.replace("/", "_").replace("\\", "_")
-        name = (stem[:-4] if stem.lower().endswith(".eml") else stem)[:190] + ".eml"
+        stem = _header_text("subject", _LINEBREAK.sub("", subject), problems) or "message"
+        name = stem.replace("/", "_").replace("\\", "_")[:190] + ".eml"
     return Attachment(
         filename=safe_filename(name),
         content_type=info.content_type,
@@ -429,9 +435,6 @@ def _addresses(name: str, values: list[str], problems: list[str]) -> tuple[Addre
 
 
 def _address_pairs(name: str, value: str, problems: list[str]) -> list[tuple[str, str]]:
-    if len(value) > _ADDRESS_MAX:
-        problems.append(f"header:{name}: cut to {_ADDRESS_MAX} characters")
-        value = value[:_ADDRESS_MAX]
     if len(value) <= _ADDRESS_STRICT_MAX:
         try:
             header = parse_header(name, value)

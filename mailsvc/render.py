@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -20,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mailsvc.errors import TemplateError
 from mailsvc.model import Case, InboundMessage, OutgoingMail, QueueMail
+from mailsvc.strip import MARKER
 from mailsvc.thread import render_tag
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|vs|r|rif|odp|res)\s*(\[\d+\])?\s*:", re.IGNORECASE)
@@ -73,13 +75,34 @@ class Templates:
             raise TemplateError(f"template {name}: {exc}") from exc
 
 
-def template_context(case: Case, msg: InboundMessage, queue: dict[str, str], tag: str) -> dict[str, Any]:
+# Mail to staff carries the token Reply-To and the marker; mail to the requester does not.
+STAFF_PURPOSES = frozenset({"notify", "comment", "unverified", "command_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    name: str
+    address: str
+    display_name: str
+    subject_tag: str
+    tag_position: str
+
+
+def template_context(action: QueueMail, case: Case, msg: InboundMessage, queue: QueueView, tag: str) -> dict[str, Any]:
+    sender = msg.from_
     return {
-        "case": {"id": case.id, "subject": case.subject, "status": case.status.value, "tag": tag},
+        "case": {
+            "id": case.id, "subject": case.subject, "status": case.status.value, "tag": tag,
+            "priority": case.priority, "owner": case.owner or "",
+        },
         "requester": {"name": case.requester.name, "address": case.requester.addr},
+        "sender": {"name": sender.name if sender else "", "address": sender.addr if sender else ""},
         "message": {"subject": msg.subject, "text": msg.text},
-        "queue": queue,
-    }
+        "text": action.text,
+        "attachments": [{"filename": a.filename, "size": a.size} for a in msg.attachments] if action.attach else [],
+        "marker": MARKER,
+        "queue": {"name": queue.name, "address": queue.address, "display_name": queue.display_name},
+    }  # fmt: skip
 
 
 def compose(
@@ -88,38 +111,49 @@ def compose(
     msg: InboundMessage,
     *,
     templates: Templates,
-    queue_name: str,
-    address: str,
-    display_name: str,
-    subject_tag: str,
-    tag_position: str,
+    queue: QueueView,
     message_id: str,
     now: datetime,
+    reply_to: str | None = None,
 ) -> OutgoingMail:
-    tag = render_tag(subject_tag, case.id)
-    queue = {"name": queue_name, "address": address, "display_name": display_name}
-    context = template_context(case, msg, queue, tag)
+    tag = render_tag(queue.subject_tag, case.id)
+    context = template_context(action, case, msg, queue, tag)
     mail = EmailMessage()
-    mail["From"] = formataddr((header_text(display_name), address))
+    to_staff = action.purpose in STAFF_PURPOSES
+    if to_staff:
+        about = header_text(case.requester.name or case.requester.addr)
+        mail["From"] = formataddr((header_text(f"{about} via {queue.display_name}"), queue.address))
+        mail["Subject"] = f"{tag} ({case.status.value}) {header_text(case.subject)}"
+        if reply_to:
+            mail["Reply-To"] = reply_to
+    else:
+        mail["From"] = formataddr((header_text(queue.display_name), queue.address))
+        mail["Subject"] = reply_subject(msg.subject or case.subject, tag, queue.tag_position)
     mail["To"] = ", ".join(formataddr((header_text(a.name), a.addr)) for a in action.to)
-    mail["Subject"] = reply_subject(msg.subject or case.subject, tag, tag_position)
     mail["Date"] = format_datetime(now)
     mail["Message-ID"] = message_id
     if msg.message_id:
         mail["In-Reply-To"] = msg.message_id
         mail["References"] = " ".join([*msg.references, msg.message_id][-MAX_REFERENCES:])
     # RFC 3834: mark everything we send as automatic, and ask others not to answer it.
-    mail["Auto-Submitted"] = "auto-replied"
+    mail["Auto-Submitted"] = "auto-replied" if action.purpose == "ack" else "auto-generated"
     mail["X-Auto-Response-Suppress"] = "All"
-    mail["X-Loop"] = address
+    mail["X-Loop"] = queue.address
     mail["X-Mailsvc-Case"] = str(case.id)
     mail.set_content(templates.render(f"{action.template}.txt.j2", context))
     html_name = f"{action.template}.html.j2"
     if templates.has(html_name):
         mail.add_alternative(templates.render(html_name, context), subtype="html")
+    if action.attach:
+        for part in msg.attachments:
+            maintype, _, subtype = part.content_type.partition("/")
+            mail.add_attachment(
+                part.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                filename=part.filename,
+            )  # fmt: skip
     return OutgoingMail(
         message_id=message_id,
-        mail_from=address,
+        mail_from=queue.address,
         rcpt_to=tuple(a.addr for a in action.to),
         raw=mail.as_bytes(policy=SMTP),
         purpose=action.purpose,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mailsvc.errors import StoreError
 from mailsvc.model import (
+    AddCc,
     Address,
     Case,
     CaseStatus,
@@ -22,11 +23,15 @@ from mailsvc.model import (
     FileMessage,
     InboundMessage,
     MailRef,
+    MergeInto,
     MessageState,
     OpenCase,
     OutboxState,
     OutgoingMail,
     QueueMail,
+    RemoveCc,
+    SetOwner,
+    SetPriority,
     SetStatus,
     Suppress,
 )
@@ -71,7 +76,7 @@ def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _case(row: sqlite3.Row) -> Case:
+def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
     return Case(
         id=row["id"],
         queue=row["queue"],
@@ -82,6 +87,8 @@ def _case(row: sqlite3.Row) -> Case:
         updated_at=_dt(row["updated_at"]),
         priority=row["priority"],
         owner=row["owner"],
+        ccs=ccs,
+        merged_into=row["merged_into"],
     )
 
 
@@ -133,9 +140,25 @@ class Store:
 
     # --- lookups (the read-only view thread.py is given)
 
+    def _with_ccs(self, row: sqlite3.Row | None) -> Case | None:
+        if row is None:
+            return None
+        ccs = tuple(
+            Address(r[0], r[1])
+            for r in self.db.execute(
+                "SELECT address, name FROM case_ccs WHERE case_id = ? ORDER BY address", (row["id"],)
+            )
+        )
+        return _case(row, ccs)
+
     def case_by_id(self, case_id: int) -> Case | None:
-        row = self.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
-        return _case(row) if row else None
+        """The case, following merges to the case it now lives in."""
+        for _ in range(20):
+            row = self.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
+            if row is None or row["merged_into"] is None:
+                return self._with_ccs(row)
+            case_id = row["merged_into"]
+        return None
 
     def case_by_message_ids(self, message_ids: Sequence[str]) -> Case | None:
         """The most recently active case that received or sent any of these ids."""
@@ -147,7 +170,7 @@ class Store:
             f"WHERE m.message_id IN ({marks}) ORDER BY c.updated_at DESC, c.id DESC LIMIT 1",
             tuple(message_ids),
         ).fetchone()
-        return _case(row) if row else None
+        return self.case_by_id(row["id"]) if row else None
 
     # --- ingest bookkeeping
 
@@ -258,42 +281,36 @@ class Store:
         outbox: list[int] = []
         for action in decision.actions:
             match action:
-                case OpenCase(queue=queue, subject=subject, requester=requester):
+                case OpenCase(queue=queue, subject=subject, requester=requester, parent=parent, ccs=ccs):
                     cur = self.db.execute(
-                        "INSERT INTO cases (queue, subject, requester, requester_name, status, "
-                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
-                        (
-                            queue,
-                            subject,
-                            requester.addr,
-                            requester.name,
-                            CaseStatus.OPEN.value,
-                            _ts(now),
-                            _ts(now),
-                        ),
+                        "INSERT INTO cases (queue, subject, requester, requester_name, status, parent_case, "
+                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                        (queue, subject, requester.addr, requester.name, "open", parent, _ts(now), _ts(now)),
                     )
                     case_id = cur.lastrowid
                     assert case_id is not None
-                    self._event(case_id, now, "case_opened", requester.addr)
-                    events.append(("case_opened", {"case_id": case_id, "queue": queue}))
-                case FileMessage(kind=kind):
+                    for cc in ccs:
+                        self._add_cc(case_id, cc)
+                    follows = f", follows case {parent}" if parent else ""
+                    self._event(case_id, now, "case_opened", requester.addr + follows)
+                    if parent:
+                        self._event(parent, now, "followed_up", f"by case {case_id}")
+                    events.append(("case_opened", {"case_id": case_id, "queue": queue, "parent_case": parent}))
+                case FileMessage(kind=kind, note=note):
                     message_row = self._insert_message(
                         msg, ref=ref, case_id=case_id, state=MessageState.FILED, kind=kind.value,
-                        reason=kind.value, now=now,
+                        reason=note or kind.value, now=now,
                     )  # fmt: skip
                     if case_id is not None:
                         self._link_message_id(msg.message_id, case_id)
                         self.db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (_ts(now), case_id))
                         self._event(case_id, now, "message_filed", kind.value)
                     events.append(("message_filed", {"case_id": case_id, "kind": kind.value}))
-                case SetStatus(status=status):
+                case SetStatus() | SetOwner() | SetPriority() | AddCc() | RemoveCc() | MergeInto():
                     assert case_id is not None
-                    self.db.execute(
-                        "UPDATE cases SET status = ?, updated_at = ? WHERE id = ?",
-                        (status.value, _ts(now), case_id),
-                    )
-                    self._event(case_id, now, "status_changed", status.value)
-                    events.append(("case_status_changed", {"case_id": case_id, "status": status.value}))
+                    events.append(self._change_case(case_id, action, now))
+                    if isinstance(action, MergeInto):
+                        case_id = action.target
                 case QueueMail():
                     assert case_id is not None
                     case = self.case_by_id(case_id)
@@ -310,6 +327,65 @@ class Store:
         if message_row is None:
             raise StoreError("a decision must file the message it was made for")
         return Applied(case_id, message_row, tuple(outbox), tuple(events))
+
+    def _change_case(
+        self, case_id: int, action: SetStatus | SetOwner | SetPriority | AddCc | RemoveCc | MergeInto, now: datetime
+    ) -> tuple[str, dict[str, object]]:
+        """One change to a case's state, recorded in its history; returns the event to log."""
+        match action:
+            case SetStatus(status=status):
+                self.db.execute(
+                    "UPDATE cases SET status = ?, updated_at = ? WHERE id = ?", (status.value, _ts(now), case_id)
+                )
+                self._event(case_id, now, "status_changed", status.value)
+                return "case_status_changed", {"case_id": case_id, "status": status.value}
+            case SetOwner(owner=owner):
+                self.db.execute("UPDATE cases SET owner = ? WHERE id = ?", (owner, case_id))
+                self._event(case_id, now, "owner_changed", owner or "-")
+                return "case_assigned", {"case_id": case_id, "owner": owner}
+            case SetPriority(priority=priority):
+                self.db.execute("UPDATE cases SET priority = ? WHERE id = ?", (priority, case_id))
+                self._event(case_id, now, "priority_changed", priority)
+                return "case_priority_changed", {"case_id": case_id, "priority": priority}
+            case AddCc(address=address):
+                self._add_cc(case_id, address)
+                self._event(case_id, now, "cc_added", address.addr)
+                return "case_cc_added", {"case_id": case_id, "cc": address.addr}
+            case RemoveCc(address=address):
+                self.db.execute("DELETE FROM case_ccs WHERE case_id = ? AND address = ?", (case_id, address.lower()))
+                self._event(case_id, now, "cc_removed", address)
+                return "case_cc_removed", {"case_id": case_id, "cc": address}
+            case MergeInto(target=target):
+                self._merge(case_id, target, now)
+                return "case_merged", {"case_id": case_id, "into": target}
+
+    def _add_cc(self, case_id: int, address: Address) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO case_ccs (case_id, address, name) VALUES (?, ?, ?)",
+            (case_id, address.key, address.name),
+        )
+
+    def _merge(self, source: int, target: int, now: datetime) -> None:
+        """Everything of `source` moves to `target`; `source` stays, closed, pointing at it."""
+        self.db.execute("UPDATE messages SET case_id = ? WHERE case_id = ?", (target, source))
+        self.db.execute("UPDATE outbox SET case_id = ? WHERE case_id = ?", (target, source))
+        self.db.execute(
+            "INSERT OR IGNORE INTO case_message_ids (message_id, case_id) "
+            "SELECT message_id, ? FROM case_message_ids WHERE case_id = ?",
+            (target, source),
+        )
+        self.db.execute(
+            "INSERT OR IGNORE INTO case_ccs (case_id, address, name) SELECT ?, address, name FROM case_ccs "
+            "WHERE case_id = ?",
+            (target, source),
+        )
+        self.db.execute(
+            "UPDATE cases SET status = 'closed', merged_into = ?, updated_at = ? WHERE id = ?",
+            (target, _ts(now), source),
+        )
+        self.db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (_ts(now), target))
+        self._event(source, now, "merged", f"into case {target}")
+        self._event(target, now, "merged", f"case {source} merged in")
 
     def quarantine(self, msg: InboundMessage, ref: MailRef | None, reason: str, now: datetime) -> int:
         return self._insert_message(

@@ -178,3 +178,20 @@ def test_permanent_smtp_failure_is_recorded_not_dropped(config: Config, mailbox:
 def test_unreachable_imap_is_a_clean_failure(config: Config) -> None:
     broken = config.model_copy(update={"imap": config.imap.model_copy(update={"port": 1})})
     assert run_once(broken) == 1
+
+
+def test_server_without_move_gets_copy_delete_expunge(tmp_path: Path, smtp: SmtpCapture) -> None:
+    from mailsvc.testing.dovecot import PrivateDovecot
+
+    with PrivateDovecot(tmp_path / "nomove", disable_move=True) as server:
+        box = server.new_mailbox("nomove")
+        raw = sandbox_config(
+            imap_port=box.port, imap_user=box.user, imap_password=box.password,
+            smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
+        )  # fmt: skip
+        config = parse_config(raw, tmp_path)
+        box.append([mail(subject="one"), mail(subject="two")])
+        assert run_once(config) == 0
+        assert box.uids("INBOX") == []
+        assert len(box.uids("Processed")) == 2
+        assert len(smtp.wait_for(2)) == 2

@@ -9,7 +9,8 @@ from mailsvc.authres import AuthResult, AuthResults, parse_authentication_result
 GMAIL = (
     "mx.google.com;\r\n"
     "       dkim=pass header.i=@example.org header.s=20230601 header.b=Qx7+aB/c;\r\n"
-    "       arc=pass (i=1 spf=pass spfdomain=example.org dkim=pass dkdomain=example.org dmarc=pass fromdomain=example.org);\r\n"
+    "       arc=pass (i=1 spf=pass spfdomain=example.org dkim=pass dkdomain=example.org\r\n"
+    "       dmarc=pass fromdomain=example.org);\r\n"
     "       spf=pass (google.com: domain of alice@example.org designates 209.85.220.41 as permitted sender)"
     " smtp.mailfrom=alice@example.org;\r\n"
     "       dmarc=pass (p=REJECT sp=REJECT dis=NONE) header.from=example.org"

@@ -80,11 +80,20 @@ def test_subject_tag_needs_id() -> None:
     assert problems(raw)[0][0] == "queues.help.subject_tag"
 
 
-def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MAILSVC_IMAP_PASSWORD", "x")
     monkeypatch.setenv("MAILSVC_SMTP_PASSWORD", "x")
+    # As systemd's LoadCredential= provides it.
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "token-key").write_text("0123456789abcdef0123456789abcdef\n")
     config = load_config(EXAMPLE)
-    assert config.queues
+    assert config.queues["help"].staff and config.trust.key() == b"0123456789abcdef0123456789abcdef"
+
+
+def test_staff_need_a_token_key() -> None:
+    raw = minimal()
+    raw["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
+    assert problems(raw) == [("(top level)", "trust: staff are configured, so give token_key, token_key_env or token_key_file")]
 
 
 def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

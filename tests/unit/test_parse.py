@@ -323,17 +323,19 @@ def test_attached_message_is_an_attachment_not_the_body() -> None:
     raw = message(
         'Subject: Fwd\nContent-Type: multipart/mixed; boundary="m"\n',
         b"--m\nContent-Type: text/plain\n\nOuter body\n--m\n"
-        b'Content-Type: message/rfc822; name="x.eml"\n\n' + inner + b"--m--\n",
+        b"Content-Type: message/rfc822\n\n" + inner + b"--m\n"
+        b'Content-Type: message/rfc822; name="named.eml"\n\n' + inner + b"--m--\n",
     )
     msg = parse_message(raw)
 
     assert msg.text == "Outer body"
-    (attached,) = msg.attachments
+    attached, named = msg.attachments
     assert attached.filename == "Original _ question.eml"
     assert attached.content_type == "message/rfc822"
     assert b"Subject: Original / question" in attached.data
     assert b"Inner body" in attached.data
     assert attached.size == len(attached.data)
+    assert named.filename == "named.eml"
 
 
 def test_attachment_filename_is_sanitised() -> None:

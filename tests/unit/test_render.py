@@ -6,24 +6,20 @@ import pytest
 
 from mailsvc.errors import TemplateError
 from mailsvc.model import Address, QueueMail
-from mailsvc.render import Templates, compose, header_text, reply_subject
+from mailsvc.model import Attachment
+from mailsvc.render import QueueView, Templates, compose, header_text, reply_subject
+from mailsvc.strip import MARKER
 from tests.unit.factories import T0, case, message
 
 
-def render(msg=None, templates=None, **kw):  # type: ignore[no-untyped-def]
+VIEW = QueueView("help", "help@example.org", "Example Help", "[Help #{id}]", "end")
+
+
+def render(msg=None, templates=None, action=None, **kw):  # type: ignore[no-untyped-def]
     msg = msg or message(references=("<root@example.net>",))
-    args = {
-        "templates": templates or Templates([]),
-        "queue_name": "help",
-        "address": "help@example.org",
-        "display_name": "Example Help",
-        "subject_tag": "[Help #{id}]",
-        "tag_position": "end",
-        "message_id": "<ack-1@example.org>",
-        "now": T0,
-    }
+    args = {"templates": templates or Templates([]), "queue": VIEW, "message_id": "<ack-1@example.org>", "now": T0}
     args.update(kw)
-    action = QueueMail("ack", "ack", (msg.from_,))
+    action = action or QueueMail("ack", "ack", (msg.from_,))
     out = compose(action, case(), msg, **args)
     return out, message_from_bytes(out.raw, policy=default)
 
@@ -106,3 +102,28 @@ def test_html_template_escapes_requester_text(tmp_path: Path) -> None:
 
 def test_header_text_removes_control_characters() -> None:
     assert header_text("a\x00b\r\nc\td") == "a b c d"
+
+
+def test_staff_notification_has_token_reply_to_marker_status_and_attachments() -> None:
+    pdf = Attachment("error log.pdf", "application/pdf", 4, b"%PDF")
+    msg = message(text="It jams again.", attachments=(pdf,))
+    action = QueueMail("notify", "notify", (Address("bob@example.org", "Bob"),), text="It jams again.", attach=True)
+    out, mail = render(msg=msg, action=action, reply_to="help+c42-0123456789abcdef@example.org")
+    assert mail["Reply-To"] == "help+c42-0123456789abcdef@example.org"
+    assert mail["Subject"] == "[Help #42] (open) Printer on floor 3 is jammed"
+    assert mail["From"] == "Alice Example via Example Help <help@example.org>"
+    assert mail["Auto-Submitted"] == "auto-generated"
+    text = mail.get_body(("plain",)).get_content()
+    assert text.startswith(MARKER) and "It jams again." in text
+    (part,) = list(mail.iter_attachments())
+    assert part.get_filename() == "error log.pdf" and part.get_content() == b"%PDF"
+    assert out.rcpt_to == ("bob@example.org",)
+
+
+def test_relay_goes_from_the_help_address_with_only_the_given_text() -> None:
+    action = QueueMail("relay", "relay", (Address("alice@example.net"),), text="Turn it off and on.")
+    _, mail = render(msg=message(from_=Address("bob@example.org", "Bob Staff"), subject="Re: [Help #42] x"), action=action)
+    assert mail["From"] == "Example Help <help@example.org>" and mail["Reply-To"] is None
+    assert "bob@example.org" not in mail.as_string()
+    body = mail.get_body(("plain",)).get_content()
+    assert body.startswith("Turn it off and on.") and "Bob Staff" in body

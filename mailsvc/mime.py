@@ -1,0 +1,307 @@
+"""MIME and header primitives under parse: charsets, RFC 2047 words, the header block, file names.
+
+Pure and bounded like parse itself: no I/O, and nothing here raises on bad mail.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+import unicodedata
+from dataclasses import dataclass
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from email.policy import EmailPolicy, default
+from functools import lru_cache
+
+# Labels mailers use that Python lacks, or knows only as a narrower charset.
+_CHARSET_ALIASES = {
+    "iso-8859-8-i": "iso-8859-8",
+    "iso-8859-6-i": "iso-8859-6",
+    "iso-8859-8-e": "iso-8859-8",
+    "iso-8859-6-e": "iso-8859-6",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "x-sjis": "shift_jis",
+    "x-mac-roman": "mac_roman",
+    "unicode-1-1-utf-7": "utf-7",
+    # Browsers and mail clients read these labels as windows-1252; its smart quotes are common.
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+}
+# Text codecs that are not charsets; punycode and idna also decode in quadratic time.
+_UNSAFE_CODECS = frozenset({"punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined"})
+
+# A charset token as the email package reads it: in an encoded word or an RFC 2231 value.
+_SUSPECT_CHARSET = re.compile(rb"(?i)punycode|idna")
+_UNSAFE_CHARSET = re.compile(rb"(?i)(=\?|\*\s*=\s*\"?)(\s*)(punycode|idna)")
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+# The email package's header line test (feedparser.headerRE), less its "From " and continuation arms.
+_FIELD_LINE = re.compile(rb"[\041-\071\073-\176]*:")
+# The line break that ends a field: one not followed by folding white space.
+_FIELD_END = re.compile(rb"\r\n(?![ \t])|\r(?![\n \t])|\n(?![ \t])")
+_BREAKS = re.compile(rb"\r\n|\r|\n")
+
+_FILENAME_MAX = 200
+
+# The registry's parser is quadratic on some values (20 kB of Content-Type takes seconds) and
+# the feed parser asks for Content-Type several times per part, so values are parsed once each,
+# short ones freely, long ones from a per-message budget; 8 kB still admits mime4j's 7 kB boundary.
+_HEADER_FREE = 256
+_HEADER_MAX = 8192
+_HEADER_BUDGET = 32 * 1024
+_REGISTRY = HeaderRegistry()
+_PLAIN_REGISTRY = HeaderRegistry(default_class=UnstructuredHeader, use_default_map=False)
+
+SERIALIZE_POLICY = default.clone(refold_source="none", max_line_length=None)
+"""Writes parsed headers back as they came, so an enclosed message keeps its own lines."""
+
+
+@lru_cache(maxsize=256)
+def _codec(charset: str) -> str | None:
+    label = charset.strip().strip("\"'").lower()
+    label = _CHARSET_ALIASES.get(label, label)
+    try:
+        name = codecs.lookup(label).name
+    except (LookupError, ValueError):
+        return None
+    return None if name in _UNSAFE_CODECS else name
+
+
+def _decode_unknown(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    text = data.decode("utf-8", "replace")
+    # More bytes in valid multi-byte sequences than broken ones: damaged UTF-8, keep it.
+    if len(data) - len(text) > text.count("\ufffd"):
+        return text
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
+    """`data` as text in `charset`, and a short reason when the charset had to be guessed."""
+    problem = None
+    if charset and charset.strip("\"' \t"):
+        codec = _codec(charset)
+        if codec is None:
+            problem = f"unknown charset {charset[:40]!r}"
+        else:
+            try:
+                return data.decode(codec), None
+            except (UnicodeError, LookupError):
+                problem = f"bytes not valid {codec}"
+            # Mislabelled UTF-8 is the usual case; else a few bad bytes should not cost the whole
+            # text its charset. ASCII and UTF-8 labels tell nothing about other bytes: guess.
+            if codec not in ("ascii", "utf-8"):
+                for attempt, errors in (("utf-8", "strict"), (codec, "replace")):
+                    try:
+                        return data.decode(attempt, errors), problem
+                    except (UnicodeError, LookupError):
+                        pass
+    elif data.isascii():
+        return data.decode("ascii"), None
+    text = _decode_unknown(data)
+    return text, problem or "undeclared 8-bit text"
+
+
+def clean_text(value: str) -> str:
+    """`value` with no lone surrogates, so it can be encoded as UTF-8 (and stored).
+
+    The email package carries undecodable header and body bytes as surrogate escapes; they are
+    read as UTF-8 when they are, else as windows-1252.
+    """
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return value
+    try:
+        data = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no escape made, e.g. from a UTF-7 body
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return _decode_unknown(data)
+
+
+def decode_base64(data: bytes) -> bytes:
+    """Lenient base64: stray characters are skipped and missing padding is supplied."""
+    data = _NOT_BASE64.sub(b"", data)
+    if len(data) % 4 == 1:  # a lone trailing sextet carries no whole byte
+        data = data[:-1]
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+
+
+def _word_bytes(kind: str, text: str) -> bytes:
+    data = text.encode("utf-8", "replace")
+    return binascii.a2b_qp(data, header=True) if kind in "qQ" else decode_base64(data)
+
+
+def decode_words(value: str) -> tuple[str, str | None]:
+    """`value` with its RFC 2047 encoded words decoded, and a reason when a charset was guessed.
+
+    Lenient like mail clients: words need no surrounding space, and adjacent words in one charset
+    are joined before decoding because mailers split multi-byte characters across them.
+    """
+    if "=?" not in value:
+        return value, None
+    out: list[str] = []
+    problem: str | None = None
+    run: bytearray | None = None
+    run_charset = ""
+    pos = 0
+
+    def flush() -> None:
+        nonlocal run, problem
+        if run is not None:
+            text, why = decode_bytes(bytes(run), run_charset)
+            out.append(text)
+            problem = problem or why
+            run = None
+
+    for match in _ENCODED_WORD.finditer(value):
+        gap = value[pos : match.start()]
+        if gap and not (run is not None and gap.isspace()):
+            flush()
+            out.append(gap)
+        charset = match.group(1).partition("*")[0]
+        data = _word_bytes(match.group(2), match.group(3))
+        if run is not None and charset.lower() == run_charset.lower():
+            run += data
+        else:
+            flush()
+            run, run_charset = bytearray(data), charset
+        pos = match.end()
+    flush()
+    out.append(value[pos:])
+    return "".join(out), problem
+
+
+def neutralise_charsets(raw: bytes) -> bytes:
+    """`raw` with punycode/idna charset labels renamed, for the email package only.
+
+    Its decoders would run them (quadratic time) and let their UnicodeError escape.
+    """
+    if _SUSPECT_CHARSET.search(raw) is None:
+        return raw
+    return _UNSAFE_CHARSET.sub(rb"\1\2x-unsafe", raw)
+
+
+def bounded_policy(problems: list[str]) -> EmailPolicy[EmailMessage]:
+    """policy.default whose header parsing is memoised, bounded and never raises.
+
+    What it had to cut or could not parse is appended to `problems`.
+    """
+    cache: dict[tuple[str, str], BaseHeader] = {}
+    budget = _HEADER_BUDGET
+
+    def header_factory(name: str, value: str) -> BaseHeader:
+        nonlocal budget
+        header = cache.get((name, value))
+        if header is not None:
+            return header
+        text = value
+        if len(text) > _HEADER_FREE:
+            cost = min(len(text), _HEADER_MAX)
+            if cost <= budget:
+                budget -= cost
+                text = text[:cost]
+            else:
+                text = text[:_HEADER_FREE]
+            if len(text) < len(value):
+                problems.append(f"header:{name.lower()}: cut to {len(text)} characters for parsing")
+        try:
+            header = _REGISTRY(name, text)
+        except Exception as exc:  # a parser bug on odd input must not lose the message
+            problems.append(f"header:{name.lower()}: {type(exc).__name__}")
+            header = _PLAIN_REGISTRY(name, "")
+        cache[(name, value)] = header
+        return header
+
+    policy: EmailPolicy[EmailMessage] = default.clone(header_factory=header_factory)
+    return policy
+
+
+def parse_header(name: str, value: str) -> BaseHeader:
+    """The header registry's structured view of one short value; may raise on odd input."""
+    return _REGISTRY(name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderBlock:
+    """Top-level header fields as (name as written, unfolded value), and whether more followed.
+
+    `cut` names the fields whose value was cut to its two ends.
+    """
+
+    fields: tuple[tuple[str, str], ...]
+    too_many: bool
+    cut: tuple[str, ...] = ()
+
+
+def read_header_block(raw: bytes, max_fields: int, max_bytes: int, max_value: int) -> HeaderBlock:
+    """The header fields at the top of `raw`, split where the email package splits them.
+
+    Reads at most `max_bytes` and `max_fields` fields (an mbox "From " line counts as one);
+    a value longer than `max_value` keeps its two ends, as References needs its first and last id.
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    cut: list[str] = []
+    end = min(len(raw), max_bytes)
+    pos = 0
+    too_many = False
+    while pos < end:
+        match = _FIELD_END.search(raw, pos, end)
+        stop = match.start() if match is not None else end
+        chunk = raw[pos:stop]
+        pos = match.end() if match is not None else end
+        if not chunk:
+            break  # the blank line that ends the header
+        if chunk[:1] in (b" ", b"\t"):
+            continue  # a continuation before any field is dropped, as the email package does
+        if len(fields) >= max_fields:
+            too_many = True
+            break
+        if chunk.startswith(b"From "):  # mbox envelope line
+            fields.append((b"", b""))
+            continue
+        if _FIELD_LINE.match(chunk) is None:  # the body began without a blank line
+            break
+        name, _, value = chunk.partition(b":")
+        if len(value) > max_value:
+            value = value[: max_value // 2] + b" " + value[-(max_value // 2) :]
+            cut.append(name.decode("ascii"))
+        fields.append((name, _BREAKS.sub(b"", value).lstrip(b" \t")))
+    return HeaderBlock(
+        tuple((name.decode("ascii"), _decode_unknown(value)) for name, value in fields if name),
+        too_many,
+        tuple(cut),
+    )
+
+
+def safe_filename(name: str) -> str:
+    """`name` fit to store and show: no directories, control or format characters, leading dots."""
+    name = clean_text(name).replace("\\", "/").rpartition("/")[2]
+    # Format characters (category Cf) include the right-to-left override of "gpj.exe" tricks.
+    name = "".join(ch for ch in name if not unicodedata.category(ch).startswith(("C", "Zl", "Zp")))
+    name = name.strip().lstrip(".").strip()
+    if len(name) > _FILENAME_MAX:
+        stem, dot, ext = name.rpartition(".")
+        if dot and 0 < len(ext) <= 16:
+            name = stem[: _FILENAME_MAX - len(ext) - 1].rstrip() + "." + ext
+        else:
+            name = name[:_FILENAME_MAX].rstrip()
+    return name or "attachment"

@@ -1,0 +1,178 @@
+"""Staff work a case from their mail client: notify, relay, comment, commands, trust. Real servers."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from mailsvc.config import Config, parse_config
+from mailsvc.daemon import run_once
+from mailsvc.store import Store
+from mailsvc.strip import MARKER
+from mailsvc.testing.dovecot import Mailbox
+from mailsvc.testing.sandbox import mail, sandbox_config
+from mailsvc.testing.smtp_capture import Captured, SmtpCapture
+
+BOB = "Bob Staff <bob@example.org>"
+SIGNED = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.org header.from=example.org"}
+
+
+@pytest.fixture
+def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+    raw = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
+        smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
+        trust={"authserv_ids": ["mx.example.org"], "token_key": "test-token-key-0123456789"},
+    )  # fmt: skip
+    raw["queues"]["help"]["staff"] = [
+        {"address": "bob@example.org", "name": "Bob Staff"},
+        {"address": "carol@example.org", "name": "Carol Staff"},
+    ]
+    return parse_config(raw, tmp_path)
+
+
+def body(captured: Captured) -> str:
+    part = captured.message.get_body(("plain",))
+    assert isinstance(part, EmailMessage)
+    return str(part.get_content())
+
+
+def by_purpose(store: Store, case_id: int) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for row in store.case_outbox(case_id):
+        found.setdefault(row["purpose"], []).append(row["rcpt_to"])
+    return found
+
+
+def open_case(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> tuple[int, Captured]:
+    """A request comes in; returns the case id and Bob's notification."""
+    mailbox.append(mail(subject="Printer jammed", body="The printer on floor 3 jams.\n", message_id="<req@example.net>"))
+    run_once(config)
+    notify = next(c for c in smtp.messages if "bob@example.org" in c.rcpt_tos)
+    (case,) = Store.open(config.store.path).list_cases()
+    smtp.clear()
+    return case.id, notify
+
+
+def staff_reply(notify: Captured, text: str, *, subject: str | None = None, references: bool = True,
+                headers: dict[str, str] | None = None) -> bytes:  # fmt: skip
+    """Bob answers from his mail client: reply above the quoted notification."""
+    quoted = "\n".join("> " + line for line in body(notify).splitlines())
+    return mail(
+        subject=subject or f"Re: {notify.message['Subject']}",
+        sender=BOB,
+        to=notify.message["Reply-To"],
+        body=f"{text}\n\nOn Mon, 23 Nov 2026 at 10:00, Help Desk <help@example.org> wrote:\n{quoted}\n",
+        in_reply_to=notify.message["Message-ID"] if references else None,
+        references=notify.message["Message-ID"] if references else None,
+        headers=SIGNED if headers is None else headers,
+    )
+
+
+def test_notification_then_relay_of_only_the_new_text(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
+    case_id, notify = open_case(config, mailbox, smtp)
+    assert notify.message["Reply-To"].startswith(f"help+c{case_id}-")
+    assert body(notify).startswith(MARKER)
+    assert "The printer on floor 3 jams." in body(notify)
+
+    mailbox.append(staff_reply(notify, "Hello Alice,\n\nplease open tray 2 and pull the paper out.\n\nBob"))
+    run_once(config)
+
+    (relay,) = smtp.messages
+    assert relay.rcpt_tos == ("alice@example.net",)
+    assert relay.message["From"] == "Example Help Desk <help@example.org>"
+    text = body(relay)
+    assert text.startswith("Hello Alice,\n\nplease open tray 2 and pull the paper out.\n\nBob")
+    assert MARKER not in text and "floor 3" not in text and "bob@example.org" not in relay.data.decode()
+    store = Store.open(config.store.path)
+    case = store.case_by_id(case_id)
+    assert case is not None and case.status.value == "waiting"
+
+    # The requester answers: the case opens again and Bob hears of it.
+    mailbox.append(mail(subject=relay.message["Subject"], body="That worked, thanks!\n",
+                        in_reply_to=relay.message["Message-ID"]))  # fmt: skip
+    run_once(config)
+    case = store.case_by_id(case_id)
+    assert case is not None and case.status.value == "open"
+    (again,) = smtp.messages[1:]
+    assert set(again.rcpt_tos) == {"bob@example.org", "carol@example.org"}
+    assert "That worked, thanks!" in body(again)
+
+
+def test_comment_reaches_other_staff_never_the_requester(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    case_id, notify = open_case(config, mailbox, smtp)
+    mailbox.append(staff_reply(notify, "#comment\nAlice called: it is the fuser, order a new one."))
+    run_once(config)
+    (comment,) = smtp.messages
+    assert comment.rcpt_tos == ("carol@example.org",)
+    assert "order a new one" in body(comment)
+    store = Store.open(config.store.path)
+    assert "relay" not in by_purpose(store, case_id)
+    assert [m["kind"] for m in store.case_messages(case_id)][-1] == "comment"
+
+
+def test_commands_by_mail(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
+    case_id, notify = open_case(config, mailbox, smtp)
+    mailbox.append(staff_reply(notify, "#take\n#priority urgent\n#cc add dave@example.net"))
+    run_once(config)
+    store = Store.open(config.store.path)
+    case = store.case_by_id(case_id)
+    assert case is not None
+    assert (case.owner, case.priority, [c.addr for c in case.ccs]) == ("bob@example.org", "urgent", ["dave@example.net"])
+    assert smtp.messages == [], "commands alone relay nothing"
+
+    mailbox.append(staff_reply(notify, "#resolve\nA new fuser is in. Closing this."))
+    run_once(config)
+    case = store.case_by_id(case_id)
+    assert case is not None and case.status.value == "resolved"
+    sent = by_purpose(store, case_id)
+    assert sent["relay"] == ["alice@example.net\ndave@example.net"]
+    assert sent["resolved"] == ["alice@example.net\ndave@example.net"]
+
+
+def test_bad_command_changes_nothing_and_answers_the_sender(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    case_id, notify = open_case(config, mailbox, smtp)
+    mailbox.append(staff_reply(notify, "#priority asap\nOn it."))
+    run_once(config)
+    (error,) = smtp.messages
+    assert error.rcpt_tos == ("bob@example.org",)
+    assert "line 1" in body(error) and "asap" in body(error)
+    case = Store.open(config.store.path).case_by_id(case_id)
+    assert case is not None and case.priority == "normal" and case.status.value == "open"
+
+
+def test_forged_staff_from_is_refused_and_staff_alerted(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
+    case_id, notify = open_case(config, mailbox, smtp)
+    forged = {"Authentication-Results": "mx.attacker.example; dkim=pass header.d=example.org"}
+    reply = staff_reply(notify, "#close\nPlease send me your password.", headers=forged)
+    # Without the token (a forger does not know it) and with the subject tag only.
+    reply = reply.replace(notify.message["Reply-To"].encode(), b"help@example.org")
+    mailbox.append(reply)
+    run_once(config)
+    store = Store.open(config.store.path)
+    case = store.case_by_id(case_id)
+    assert case is not None and case.status.value == "open"
+    assert {tuple(c.rcpt_tos) for c in smtp.messages} == {("bob@example.org", "carol@example.org")}
+    assert all("alice@example.net" not in c.rcpt_tos for c in smtp.messages)
+    reason = store.db.execute("SELECT reason FROM messages ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert reason.startswith("unverified")
+
+
+def test_reply_token_threads_an_edited_subject_without_references(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    case_id, notify = open_case(config, mailbox, smtp)
+    # No Authentication-Results at all: the signed token is what proves the sender.
+    reply = staff_reply(notify, "Replacement ordered.", subject="printer stuff", references=False, headers={})
+    mailbox.append(reply)
+    run_once(config)
+    store = Store.open(config.store.path)
+    assert len(store.list_cases()) == 1
+    (relay,) = smtp.messages
+    assert relay.rcpt_tos == ("alice@example.net",) and f"[Help #{case_id}]" in relay.message["Subject"]
