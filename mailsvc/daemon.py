@@ -106,9 +106,12 @@ def watch_mailbox(config: Config, stop: threading.Event, committed: Callable[[],
             backoff.reset()
             while not stop.is_set():
                 result = ingest_pass(source, pipeline, committed)
-                if result.filed or result.quarantined or result.duplicates:
+                if result.filed or result.quarantined or result.duplicates or result.moved:
                     log.info("pass_finished", filed=result.filed, quarantined=result.quarantined,
                              duplicates=result.duplicates, moved=result.moved)  # fmt: skip
+                    # Mail that arrived during this pass may have been announced in a
+                    # SEARCH or MOVE response, which IDLE will not repeat: look again first.
+                    continue
                 source.wait_for_mail(stop)
         except IMAP_ERRORS as exc:
             delay = backoff.next()

@@ -112,7 +112,11 @@ def test_bad_config_stops_start_up_with_exit_code_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("imap: {host: 127.0.0.1}\nsmtp: {host: 127.0.0.1}\nqueues: {}\nstore: {path: x.db}\nextra: 1\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "mailsvc", "run", "-c", str(config)], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "mailsvc", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert proc.returncode == 2
     assert "queues: List should have at least 1 item" in proc.stderr or "queues:" in proc.stderr

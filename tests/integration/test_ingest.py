@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from mailsvc.cli import main
 from mailsvc.config import Config, parse_config
 from mailsvc.daemon import run_once
 from mailsvc.imap import ImapSource
 from mailsvc.store import Store
-from mailsvc.testing.dovecot import Mailbox
-from mailsvc.testing.sandbox import mail, sandbox_config
+from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
+from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import SmtpCapture
 
 
@@ -181,8 +182,6 @@ def test_unreachable_imap_is_a_clean_failure(config: Config) -> None:
 
 
 def test_server_without_move_gets_copy_delete_expunge(tmp_path: Path, smtp: SmtpCapture) -> None:
-    from mailsvc.testing.dovecot import PrivateDovecot
-
     with PrivateDovecot(tmp_path / "nomove", disable_move=True) as server:
         box = server.new_mailbox("nomove")
         raw = sandbox_config(
@@ -195,3 +194,32 @@ def test_server_without_move_gets_copy_delete_expunge(tmp_path: Path, smtp: Smtp
         assert box.uids("INBOX") == []
         assert len(box.uids("Processed")) == 2
         assert len(smtp.wait_for(2)) == 2
+
+
+def test_cases_list_and_show(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        tmp_path / "mailsvc.yaml",
+        sandbox_config(
+            imap_port=mailbox.port, imap_user=mailbox.user, imap_password="secret",
+            smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
+        ),
+    )  # fmt: skip
+    mailbox.append(mail(subject="Keyboard missing keys", body="The Q key fell off.\n"))
+    assert main(["once", "-c", str(path)]) == 0
+    capsys.readouterr()
+
+    assert main(["cases", "list", "-c", str(path)]) == 0
+    listing = capsys.readouterr().out
+    assert "Keyboard missing keys" in listing and "open" in listing and "alice@example.net" in listing
+    assert main(["cases", "list", "--status", "closed", "-c", str(path)]) == 0
+    assert "Keyboard" not in capsys.readouterr().out
+
+    assert main(["cases", "show", "1", "-c", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "Case 1: Keyboard missing keys" in shown
+    assert "The Q key fell off." in shown
+    assert "ack to alice@example.net: sent after 1 attempt(s)" in shown
+    assert "secret" not in shown, "no password in cases show"
+    assert main(["cases", "show", "99", "-c", str(path)]) == 1

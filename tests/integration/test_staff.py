@@ -48,7 +48,9 @@ def by_purpose(store: Store, case_id: int) -> dict[str, list[str]]:
 
 def open_case(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> tuple[int, Captured]:
     """A request comes in; returns the case id and Bob's notification."""
-    mailbox.append(mail(subject="Printer jammed", body="The printer on floor 3 jams.\n", message_id="<req@example.net>"))
+    mailbox.append(
+        mail(subject="Printer jammed", body="The printer on floor 3 jams.\n", message_id="<req@example.net>")
+    )
     run_once(config)
     notify = next(c for c in smtp.messages if "bob@example.org" in c.rcpt_tos)
     (case,) = Store.open(config.store.path).list_cases()
@@ -101,9 +103,7 @@ def test_notification_then_relay_of_only_the_new_text(config: Config, mailbox: M
     assert "That worked, thanks!" in body(again)
 
 
-def test_comment_reaches_other_staff_never_the_requester(
-    config: Config, mailbox: Mailbox, smtp: SmtpCapture
-) -> None:
+def test_comment_reaches_other_staff_never_the_requester(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
     case_id, notify = open_case(config, mailbox, smtp)
     mailbox.append(staff_reply(notify, "#comment\nAlice called: it is the fuser, order a new one."))
     run_once(config)
@@ -122,7 +122,11 @@ def test_commands_by_mail(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -
     store = Store.open(config.store.path)
     case = store.case_by_id(case_id)
     assert case is not None
-    assert (case.owner, case.priority, [c.addr for c in case.ccs]) == ("bob@example.org", "urgent", ["dave@example.net"])
+    assert (case.owner, case.priority, [c.addr for c in case.ccs]) == (
+        "bob@example.org",
+        "urgent",
+        ["dave@example.net"],
+    )
     assert smtp.messages == [], "commands alone relay nothing"
 
     mailbox.append(staff_reply(notify, "#resolve\nA new fuser is in. Closing this."))

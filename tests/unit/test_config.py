@@ -93,7 +93,9 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def test_staff_need_a_token_key() -> None:
     raw = minimal()
     raw["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
-    assert problems(raw) == [("(top level)", "trust: staff are configured, so give token_key, token_key_env or token_key_file")]
+    assert problems(raw) == [
+        ("(top level)", "trust: staff are configured, so give token_key, token_key_env or token_key_file")
+    ]
 
 
 def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -140,6 +140,7 @@ def test_rfc2047_subject_and_display_names() -> None:
     raw = message(
         "To: =?ISO-8859-1?Q?Andr=E9?= Pirard <pirard@example.be>\n"
         'Cc: "=?utf-8?B?0JDQu9C10LrRgdCw0L3QtNGA?=" <alex@example.ru>\n'
+        "Reply-To: =?iso-8859-1?b?Wm/r?= <zoe@example.fr>\n"
         "Subject: =?UTF-8?B?w4Bww6lyby4uLg==?= =?UTF-8?Q?_caf=C3=A9?=\n"
         "   =?iso-8859-1?q?_=E0_midi?=\n",
         sender="From: =?utf-8?q?J=C3=B6rg_M=C3=BCller?= <joerg@example.de>\n",
@@ -150,6 +151,7 @@ def test_rfc2047_subject_and_display_names() -> None:
     assert msg.from_ == Address("joerg@example.de", "Jörg Müller")
     assert msg.to == (Address("pirard@example.be", "André Pirard"),)
     assert msg.cc == (Address("alex@example.ru", "Александр"),)
+    assert msg.reply_to == (Address("zoe@example.fr", "Zoë"),)
     assert msg.header("subject") == msg.subject
 
 
@@ -403,6 +405,41 @@ def test_inline_text_around_an_image_in_mixed_is_kept() -> None:
 
     assert msg.text == "Before\nAfter"
     assert [a.content_type for a in msg.attachments] == ["image/png"]
+
+
+def test_transfer_encoding_with_trailing_space_is_decoded() -> None:
+    raw = message(
+        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable   \n",
+        b"Move =E2=99=9A\n",
+    )
+
+    assert parse_message(raw).text == "Move \u265a\n"
+
+
+def test_long_header_keeps_both_ends() -> None:
+    ids = " ".join(f"<id{n}@example.org>" for n in range(20_000))
+    msg = parse_message(message(f"References: {ids}\nSubject: {'x' * 100_000}\n"))
+
+    assert msg.references[0] == "<id0@example.org>"
+    assert msg.references[-1] == "<id19999@example.org>"
+    assert len(msg.references) < 20_000
+    assert len(msg.subject) <= 64 * 1024 + 1
+    assert any(d.startswith("header:references: cut") for d in msg.defects)
+
+
+def test_pathological_mime_headers_stay_bounded() -> None:
+    # The header registry is quadratic on these; unbounded, this message takes ten seconds or more.
+    parts = [
+        b"--b\nContent-Type: text/plain; n=%d" % n + b" ;" * 2000 + b"\nContent-Transfer-Encoding: " + b"x=y;" * 1000
+        for n in range(20)
+    ]
+    raw = message('Content-Type: multipart/mixed; boundary="b"\n', b"\n\nx\n".join(parts) + b"\n\nx\n--b--\n")
+    started = time.perf_counter()
+    msg = parse_message(raw)
+
+    assert time.perf_counter() - started < 10
+    assert msg.quarantine_reason is None
+    assert any("cut to" in d for d in msg.defects)
 
 
 def test_mbox_envelope_line_is_not_a_header() -> None:

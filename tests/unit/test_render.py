@@ -5,12 +5,10 @@ from pathlib import Path
 import pytest
 
 from mailsvc.errors import TemplateError
-from mailsvc.model import Address, QueueMail
-from mailsvc.model import Attachment
+from mailsvc.model import Address, Attachment, QueueMail
 from mailsvc.render import QueueView, Templates, compose, header_text, reply_subject
 from mailsvc.strip import MARKER
 from tests.unit.factories import T0, case, message
-
 
 VIEW = QueueView("help", "help@example.org", "Example Help", "[Help #{id}]", "end")
 
@@ -122,7 +120,9 @@ def test_staff_notification_has_token_reply_to_marker_status_and_attachments() -
 
 def test_relay_goes_from_the_help_address_with_only_the_given_text() -> None:
     action = QueueMail("relay", "relay", (Address("alice@example.net"),), text="Turn it off and on.")
-    _, mail = render(msg=message(from_=Address("bob@example.org", "Bob Staff"), subject="Re: [Help #42] x"), action=action)
+    _, mail = render(
+        msg=message(from_=Address("bob@example.org", "Bob Staff"), subject="Re: [Help #42] x"), action=action
+    )
     assert mail["From"] == "Example Help <help@example.org>" and mail["Reply-To"] is None
     assert "bob@example.org" not in mail.as_string()
     body = mail.get_body(("plain",)).get_content()

@@ -77,7 +77,9 @@ def test_a_failing_action_leaves_nothing_behind(store: Store) -> None:
         raise RuntimeError("template exploded")
 
     decision = Decision(
-        None, "help", (OpenCase("help", "s", message().from_), FileMessage(MessageKind.REQUEST), QueueMail("ack", "ack", ()))
+        None,
+        "help",
+        (OpenCase("help", "s", message().from_), FileMessage(MessageKind.REQUEST), QueueMail("ack", "ack", ())),
     )
     with pytest.raises(RuntimeError), store.transaction():
         store.apply(decision, message(), REF, broken, T0)

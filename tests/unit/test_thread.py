@@ -2,7 +2,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from mailsvc.model import Case
+from mailsvc.model import Address, Case
 from mailsvc.thread import compile_tag, find_case, reference_chain, render_tag, route_queue
 from tests.unit.factories import case, message
 
@@ -88,7 +88,5 @@ def test_render_tag() -> None:
     ],
 )
 def test_route_queue(to: str, headers: dict[str, list[str]], expected: str | None) -> None:
-    from mailsvc.model import Address
-
     msg = message(to=(Address(to),), headers=headers)
     assert route_queue(msg, {"help": "help@example.org", "billing": "billing@example.org"}) == expected
