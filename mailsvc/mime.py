@@ -1,4 +1,4 @@
-"""MIME and header primitives under parse: charsets, RFC 2047 words, the header block, file names.
+"""Primitives under parse: charsets, RFC 2047 words, the header block, addresses, file names, HTML.
 
 Pure and bounded like parse itself: no I/O, and nothing here raises on bad mail.
 """
@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import EmailPolicy, default
+from email.utils import getaddresses
 from functools import lru_cache
+from html import unescape
+from html.parser import HTMLParser
+
+from mailsvc.model import Address
 
 # Labels mailers use that Python lacks, or knows only as a narrower charset.
 _CHARSET_ALIASES = {
@@ -51,12 +56,19 @@ _BREAKS = re.compile(rb"\r\n|\r|\n")
 
 _FILENAME_MAX = 200
 
+_ATOM = r"[^\s\x00-\x1f\x7f\"<>()\[\],;:@\\]+"
+_ADDR = re.compile(rf'(?:"[^"\s\\]*"|{_ATOM})@(?:{_ATOM}|\[[^\]\s\\]*\])')
+_BARE_ADDR = re.compile(rf"{_ATOM}@{_ATOM}")
+_ADDRESS_STRICT_MAX = 2048  # longer lists skip the strict parser: its time is quadratic
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TAG = re.compile(r"<[^>]*>")
+
 # The registry's parser is quadratic on some values (20 kB of Content-Type takes seconds) and
 # the feed parser asks for Content-Type several times per part, so values are parsed once each,
 # short ones freely, long ones from a per-message budget; 8 kB still admits mime4j's 7 kB boundary.
 _HEADER_FREE = 256
 _HEADER_MAX = 8192
-_HEADER_BUDGET = 32 * 1024
+_HEADER_BUDGET = 16 * 1024
 _REGISTRY = HeaderRegistry()
 _PLAIN_REGISTRY = HeaderRegistry(default_class=UnstructuredHeader, use_default_map=False)
 
@@ -235,9 +247,44 @@ def bounded_policy(problems: list[str]) -> EmailPolicy[EmailMessage]:
     return policy
 
 
-def parse_header(name: str, value: str) -> BaseHeader:
-    """The header registry's structured view of one short value; may raise on odd input."""
-    return _REGISTRY(name, value)
+def addresses(name: str, values: list[str], problems: list[str]) -> tuple[Address, ...]:
+    """The mailboxes of address header `name`: decoded display names, addresses as written.
+
+    The strict parser of the header registry first; for what it cannot read, or lists too long
+    for its quadratic time, getaddresses; and last whatever looks like a mailbox. Entries without
+    a usable address are dropped, repeats too.
+    """
+    found: dict[str, Address] = {}
+    for value in values:
+        for display, written in _address_pairs(name, clean_text(value), problems):
+            addr = written.strip()
+            if _ADDR.fullmatch(addr) and addr.lower() not in found:
+                found[addr.lower()] = Address(addr=addr, name=_CONTROL.sub(" ", clean_text(display)).strip())
+    return tuple(found.values())
+
+
+def _address_pairs(name: str, value: str, problems: list[str]) -> list[tuple[str, str]]:
+    if len(value) <= _ADDRESS_STRICT_MAX:
+        try:
+            header = _REGISTRY(name, value)
+            pairs = [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
+        except Exception as exc:
+            problems.append(f"header:{name}: {type(exc).__name__}")
+            pairs = []
+        if any(_ADDR.fullmatch(addr) for _, addr in pairs) or "@" not in value:
+            return pairs
+    try:
+        pairs = [(decode_words(display)[0], addr) for display, addr in getaddresses([value])]
+    except Exception as exc:  # it recurses per group (":") and per odd token
+        problems.append(f"header:{name}: {type(exc).__name__}")
+        pairs = []
+    if any(_ADDR.fullmatch(addr.strip()) for _, addr in pairs):
+        if len(value) <= _ADDRESS_STRICT_MAX:
+            problems.append(f"header:{name}: malformed address list")
+        return pairs
+    # Neither parser found a mailbox ("John Doe john@example.org"): take what looks like one.
+    problems.append(f"header:{name}: no parsable address")
+    return [("", addr) for addr in _BARE_ADDR.findall(value)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,3 +352,40 @@ def safe_filename(name: str) -> str:
         else:
             name = name[:_FILENAME_MAX].rstrip()
     return name or "attachment"
+
+
+class _TagStripper(HTMLParser):
+    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "table", "blockquote", "pre", "hr"})
+    _HIDDEN = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden += 1
+        elif tag in self._BREAKS or (len(tag) == 2 and tag[0] == "h" and tag[1].isdigit()):
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in self._BREAKS:
+            self.chunks.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.chunks.append(data)
+
+
+def strip_tags(html: str) -> str:
+    """Text of `html` by the standard library alone, for when inscriptis gives up."""
+    stripper = _TagStripper()
+    try:
+        stripper.feed(html)
+        stripper.close()
+    except Exception:  # older html.parser raised on malformed declarations
+        return unescape(_TAG.sub(" ", html))
+    return "".join(stripper.chunks)

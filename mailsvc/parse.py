@@ -7,31 +7,30 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import html as html_lib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.feedparser import BytesFeedParser
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
+from email.utils import parsedate_to_datetime
 
 from inscriptis import get_text
 
 from mailsvc.mime import (
     SERIALIZE_POLICY,
+    addresses,
     bounded_policy,
     clean_text,
     decode_base64,
     decode_bytes,
     decode_words,
     neutralise_charsets,
-    parse_header,
     read_header_block,
     safe_filename,
+    strip_tags,
 )
-from mailsvc.model import Address, Attachment, InboundMessage
+from mailsvc.model import Attachment, InboundMessage
 
 __all__ = ["ParseLimits", "content_hash", "html_to_text", "normalize_msgid", "parse_message", "safe_filename"]
 
@@ -59,7 +58,6 @@ _TRACE_FIELDS = frozenset(
     }
 )
 _HEADER_SCAN = 256 * 1024  # of a message over max_bytes, only this much is read for its headers
-_ADDRESS_STRICT_MAX = 2048  # longer address lists skip the (quadratic) strict parser
 _HEADER_VALUE_MAX = 64 * 1024
 _HTML_MAX = 2 * 1024 * 1024
 _DEFECTS_MAX = 100
@@ -69,9 +67,6 @@ _SPACE = re.compile(r"[\s\x00-\x1f\x7f]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _LINEBREAK = re.compile(r"\r\n|\r|\n")
 _BLANK_RUN = re.compile(r"\n{4,}")
-_ATOM = r"[^\s\x00-\x1f\x7f\"<>()\[\],;:@\\]+"
-_ADDR = re.compile(rf'(?:"[^"\s\\]*"|{_ATOM})@(?:{_ATOM}|\[[^\]\s\\]*\])')
-_BARE_ADDR = re.compile(rf"{_ATOM}@{_ATOM}")
 
 
 def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> InboundMessage:
@@ -135,45 +130,9 @@ def html_to_text(html: str) -> str:
     try:
         text = get_text(snippet)
     except Exception:  # inscriptis and lxml on hostile markup: recursion, parser errors
-        text = _strip_tags(snippet)
+        text = strip_tags(snippet)
     text = "\n".join(line.rstrip() for line in _LINEBREAK.split(clean_text(text)))
     return _BLANK_RUN.sub("\n\n\n", text).strip()
-
-
-class _TagStripper(HTMLParser):
-    _BREAKS = frozenset({"br", "p", "div", "tr", "li", "table", "blockquote", "pre", "hr"})
-    _HIDDEN = frozenset({"script", "style", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._HIDDEN:
-            self._hidden += 1
-        elif tag in self._BREAKS or (len(tag) == 2 and tag[0] == "h" and tag[1].isdigit()):
-            self.chunks.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._HIDDEN:
-            self._hidden = max(0, self._hidden - 1)
-        elif tag in self._BREAKS:
-            self.chunks.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.chunks.append(data)
-
-
-def _strip_tags(html: str) -> str:
-    stripper = _TagStripper()
-    try:
-        stripper.feed(html)
-        stripper.close()
-    except Exception:  # older html.parser raised on malformed declarations
-        return html_lib.unescape(re.sub(r"<[^>]*>", " ", html))
-    return "".join(stripper.chunks)
 
 
 class _TooManyParts(Exception):
@@ -216,7 +175,7 @@ def _parse(raw: bytes, limits: ParseLimits) -> InboundMessage:
     for name, value in block.fields:
         raw_headers.setdefault(name.lower(), []).append(value)
     headers = {name: tuple(_header_text(name, v, problems) for v in vs) for name, vs in raw_headers.items()}
-    senders = _addresses("from", raw_headers.get("from", []), problems)
+    senders = addresses("from", raw_headers.get("from", []), problems)
     if reason is None and not senders:
         reason = "no_sender"
     message_ids = raw_headers.get("message-id", [])
@@ -231,9 +190,9 @@ def _parse(raw: bytes, limits: ParseLimits) -> InboundMessage:
         in_reply_to=_msgids(raw_headers.get("in-reply-to", [])),
         references=_msgids(raw_headers.get("references", [])),
         from_=senders[0] if senders else None,
-        reply_to=_addresses("reply-to", raw_headers.get("reply-to", []), problems),
-        to=_addresses("to", raw_headers.get("to", []), problems),
-        cc=_addresses("cc", raw_headers.get("cc", []), problems),
+        reply_to=addresses("reply-to", raw_headers.get("reply-to", []), problems),
+        to=addresses("to", raw_headers.get("to", []), problems),
+        cc=addresses("cc", raw_headers.get("cc", []), problems),
         subject=headers.get("subject", ("",))[0],
         date=_date(raw_headers.get("date", []), problems),
         text=text,
@@ -374,7 +333,7 @@ def _payload(part: EmailMessage, problems: list[str]) -> bytes:
         cte = str(header or "").lower()
         # The email package compares the encoding with its white space and then skips decoding.
         if cte != cte.strip() and cte.strip() in ("base64", "quoted-printable"):
-            encoded = str(part.get_payload(decode=False)).encode("ascii", "surrogateescape")
+            encoded = str(part.get_payload(decode=False)).encode("utf-8", "replace")
             return decode_base64(encoded) if cte.strip() == "base64" else binascii.a2b_qp(encoded)
         data = part.get_payload(decode=True)
     except Exception as exc:
@@ -395,14 +354,7 @@ def _enclosed(part: EmailMessage, info: _PartInfo, problems: list[str]) -> Attac
     """An attached message (or delivery status) as one attachment of its own bytes."""
     payload = [block for block in part.get_payload() if isinstance(block, EmailMessage)]
     is_message = info.content_type in ("message/rfc822", "message/global") and bool(payload)
-    try:
-        if is_message:
-            data = payload[0].as_bytes(policy=SERIALIZE_POLICY)
-        else:
-            data = b"".join(block.as_bytes(policy=SERIALIZE_POLICY) for block in payload)
-    except Exception as exc:
-        problems.append(f"enclosed: {type(exc).__name__}")
-        data = b""
+    data = b"".join(_serialize(block, problems) for block in (payload[:1] if is_message else payload))
     name = info.filename or ""
     if is_message and not name:  # the sender's file name wins; else the subject, as clients save it
         subject = next((v for k, v in payload[0].raw_items() if k.lower() == "subject"), "")
@@ -417,45 +369,23 @@ def _enclosed(part: EmailMessage, info: _PartInfo, problems: list[str]) -> Attac
     )
 
 
+def _serialize(message: EmailMessage, problems: list[str]) -> bytes:
+    try:
+        return message.as_bytes(policy=SERIALIZE_POLICY)
+    except Exception as exc:  # the bytes generator cannot write a broken multipart's text (U+FFFD)
+        failure = exc
+    try:
+        return message.as_string(policy=SERIALIZE_POLICY).encode("utf-8", "surrogateescape")
+    except Exception:
+        problems.append(f"enclosed: {type(failure).__name__}")
+        return b""
+
+
 def _header_text(name: str, value: str, problems: list[str]) -> str:
     text, problem = decode_words(clean_text(value).strip())
     if problem:
         problems.append(f"header:{name}: {problem}")
     return _CONTROL.sub(" ", clean_text(text)).strip()
-
-
-def _addresses(name: str, values: list[str], problems: list[str]) -> tuple[Address, ...]:
-    found: dict[str, Address] = {}
-    for value in values:
-        for display, written in _address_pairs(name, clean_text(value), problems):
-            addr = written.strip()
-            if _ADDR.fullmatch(addr) and addr.lower() not in found:
-                found[addr.lower()] = Address(addr=addr, name=_CONTROL.sub(" ", clean_text(display)).strip())
-    return tuple(found.values())
-
-
-def _address_pairs(name: str, value: str, problems: list[str]) -> list[tuple[str, str]]:
-    if len(value) <= _ADDRESS_STRICT_MAX:
-        try:
-            header = parse_header(name, value)
-            pairs = [(a.display_name, a.addr_spec) for a in getattr(header, "addresses", ())]
-        except Exception as exc:
-            problems.append(f"header:{name}: {type(exc).__name__}")
-            pairs = []
-        if any(_ADDR.fullmatch(addr) for _, addr in pairs) or "@" not in value:
-            return pairs
-    try:
-        pairs = [(decode_words(display)[0], addr) for display, addr in getaddresses([value])]
-    except Exception as exc:  # it recurses per group (":") and per odd token
-        problems.append(f"header:{name}: {type(exc).__name__}")
-        pairs = []
-    if any(_ADDR.fullmatch(addr.strip()) for _, addr in pairs):
-        if len(value) <= _ADDRESS_STRICT_MAX:
-            problems.append(f"header:{name}: malformed address list")
-        return pairs
-    # Neither parser found a mailbox ("John Doe john@example.org"): take what looks like one.
-    problems.append(f"header:{name}: no parsable address")
-    return [("", addr) for addr in _BARE_ADDR.findall(value)]
 
 
 def _msgids(values: list[str]) -> tuple[str, ...]:
