@@ -1,4 +1,5 @@
-"""bounce (pure): delivery status notifications and non-standard bounces → the bounced recipients and the original Message-ID.
+"""bounce (pure): delivery status notifications and non-standard bounces → the bounced recipients
+and the original Message-ID.
 
 Beside classify in the data path (DESIGN.md): from an inbound message's raw bytes, whether it reports a failed or
 delayed delivery of mail we sent, to whom, and which of our messages it was. RFC 3464 reports are read here; the
@@ -7,9 +8,11 @@ non-standard formats go to flufl.bounce's detectors (Mailman's), then to one gen
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser, HeaderParser
@@ -21,6 +24,7 @@ from flufl.bounce import BounceDetector, Recipients, all_failures
 # A bounce carries its report near the top; what lies beyond is the returned mail, needed only for its headers.
 # Cutting there keeps every detector (several run regexes over every body line) linear in a small input.
 MAX_BYTES = 256 * 1024
+MAX_LINES = 4000  # the email package parses thousands of blank-line groups in a report part in quadratic time
 MAX_PARTS = 64
 MAX_TEXT = 64 * 1024
 MAX_RECIPIENTS = 50
@@ -49,20 +53,25 @@ class _Report:
     returned: Message | None
 
 
+# RFC 3463 codes, not the inside of an IP address or a version number.
 _STATUS = re.compile(r"(?<![\d.])([245])\.\d{1,3}\.\d{1,3}(?!\.?\d)")
-_SMTP_REPLY = r"(?<![\w.-])([45])[0-5]\d(?=[ -][45]\.|[ -]?[^\d\s.-]| ?$)"  # 550-5.1.1, 550 user..., not 480-624-2500
-_FAILURE_STATUS = re.compile(r"(?<![\d.])[45]\.\d{1,3}\.\d{1,3}(?!\.?\d)|" + _SMTP_REPLY, re.MULTILINE)
+_FAILED_STATUS = re.compile(r"(?<![\d.])([45])\.\d{1,3}\.\d{1,3}(?!\.?\d)")
+_SMTP_REPLY = re.compile(r"(?<![\w.-])([45])[0-5]\d(?=[ -][45]\.|[ -]?[^\d\s.-]| ?$)", re.M)  # not 480-624-2500
+_FAILURE_CODE = re.compile(f"{_FAILED_STATUS.pattern}|{_SMTP_REPLY.pattern}", re.MULTILINE)
 _MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
-_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# Anchored at the start of a token: unanchored, a long run of address characters costs quadratic time.
+_ADDRESS = re.compile(r"(?<![\w.!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 _REPORT_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 _RETURNED_TYPES = {"message/rfc822", "message/global", "text/rfc822-headers", "message/rfc822-headers"}
 # Where the prose ends and an inline copy of the returned mail begins, in the words MTAs use for it.
 _RETURNED_START = re.compile(
     r"^(?:[^\n]*(?:copy of (?:the|your) (?:original )?message|(?:unsent|original|returned) (?:message|mail)"
-    r"(?:\s+(?:follows|headers?)|\s*-{2,}|$)|message headers? follow|header of the original message|below (?:this line )?"
-    r"is a copy|bounced e-?mail)|((?:received|return-path|dkim-signature|message-id|mime-version):|from \S+ +\w{3} \w{3} ))",
+    r"(?:\s+(?:follows|headers?)|\s*-{2,}|$)|message headers? follow|header of the original message"
+    r"|below (?:this line )?is a copy|bounced e-?mail)"
+    r"|(?:received|return-path|dkim-signature|message-id|mime-version):|from \S+ +\w{3} \w{3} )",
     re.IGNORECASE | re.MULTILINE,
 )
+_HEADER_LINE = re.compile(r"^[A-Za-z][\w-]*:(?!//)", re.MULTILINE)
 _DAEMONS = re.compile(r"^(mailer-?daemon|mail-daemon|post_?master|mdaemon|bounces?|mail\.delivery\.system)$", re.I)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|not (?:be )?delivered|deliver(?:y|ed)\W+(?:status|fail|notif|problem|report|error|delay)|returned"
@@ -75,15 +84,19 @@ _FAILURE_WORDS = re.compile(
     r"|disabled|not found|aborted|mailbox (?:is )?full|quota|expired|timed? ?out|not reach|error",
     re.IGNORECASE,
 )
-_SOFT_WORDS = re.compile(r"delay|will (?:be )?retr|still (?:being )?(?:retr|tr)|not yet been delivered|warning", re.I)
+_SOFT_WORDS = re.compile(
+    r"delay|will (?:be )?retr|still (?:being )?(?:re)?tr|not yet been|warning|temporary err|defer", re.I
+)
+_SENT_TO = ("to", "cc", "bcc", "x-original-to", "envelope-to")  # in the returned mail: to whom we sent it
 _ROLE_ACCOUNTS = re.compile(r"^(postmaster|mailer-daemon|abuse|hostmaster|support|no-?reply|help)@", re.I)
 
 
 def detect_bounce(raw: bytes) -> Bounce | None:
-    """The bounce `raw` reports, or None when it is not one. Never raises; time is bounded by MAX_BYTES."""
+    """The bounce `raw` reports, or None when it is not one. Never raises; MAX_BYTES and MAX_LINES bound the time."""
     try:
         # One line ending: flufl's detectors split body lines on LF only, so a CR-only bounce is one long line.
-        msg = BytesParser(policy=compat32).parsebytes(raw[:MAX_BYTES].replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        lines = raw[:MAX_BYTES].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n", MAX_LINES)
+        msg = BytesParser(policy=compat32).parsebytes(b"\n".join(lines[:MAX_LINES]))
         report = _read_report(msg)
         complaint = _complaint(report)
         if complaint is not None:
@@ -94,11 +107,12 @@ def detect_bounce(raw: bytes) -> Bounce | None:
         if not _from_mail_system(msg):  # heuristics on human mail find addresses in signatures and lists
             return None
         return _from_flufl(msg, report) or _from_notice(msg, report)
-    except Exception:
+    except Exception:  # mail too mangled to read is no bounce we can act on, and must not stop the loop
         return None
 
 
 def _read_report(msg: Message) -> _Report:
+    """Walk the bounce's parts, not the returned mail's; its prose ends where an inline copy of that mail starts."""
     parts: list[Message] = []
     returned: Message | None = None
     stack = [msg]
@@ -106,20 +120,17 @@ def _read_report(msg: Message) -> _Report:
         part = stack.pop()
         parts.append(part)
         content_type = part.get_content_type()
-        payload = part.get_payload()
         if content_type in _RETURNED_TYPES:  # the returned mail: its headers matter, its body is not ours
             if returned is None:
                 returned = _headers_of(part)
-        elif part.is_multipart() and content_type not in _REPORT_TYPES and isinstance(payload, list):
-            stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
-    prose = "\n".join(_text(p) for p in parts if _is_prose(p))
-    prose = prose.replace("\r\n", "\n").replace("\r", "\n")[:MAX_TEXT]
+        elif part.is_multipart() and content_type not in _REPORT_TYPES:
+            stack.extend(reversed([p for p in part.get_payload() if isinstance(p, Message)]))
+    prose = "\n".join(_text(p) for p in parts if _is_prose(p))[:MAX_TEXT]
     cut = _RETURNED_START.search(prose)
     if cut is not None:
-        if returned is None:  # an inline copy: read its header block (after the separator line, if any)
-            copy = prose[cut.start() :]
-            copy = copy if cut.group(1) else copy.partition("\n")[2]
-            returned = HeaderParser(policy=compat32).parsestr(copy.lstrip("\n"))
+        header = _HEADER_LINE.search(prose, cut.start())
+        if returned is None and header is not None:  # an inline copy: its header block, past any separator
+            returned = HeaderParser(policy=compat32).parsestr(prose[header.start() :])
         prose = prose[: cut.start()]
     return _Report(tuple(parts), prose, returned)
 
@@ -127,15 +138,15 @@ def _read_report(msg: Message) -> _Report:
 def _is_prose(part: Message) -> bool:
     """Text of the bounce itself; a multipart whose boundary is broken arrives as one text payload."""
     maintype = part.get_content_maintype()
-    broken = maintype == "multipart" and isinstance(part.get_payload(), str)
+    broken = maintype == "multipart" and not part.is_multipart()
     return (maintype == "text" and part.get_content_type() not in _RETURNED_TYPES) or broken
 
 
 def _headers_of(part: Message) -> Message | None:
-    payload = part.get_payload()
-    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-        return payload[0]
-    return HeaderParser(policy=compat32).parsestr(_text(part)) if isinstance(payload, str) else None
+    # Asked without decode=True, get_payload() decodes text with the declared charset, and a malformed one raises.
+    if not part.is_multipart():
+        return HeaderParser(policy=compat32).parsestr(_text(part))
+    return next((p for p in part.get_payload() if isinstance(p, Message)), None)
 
 
 # --- RFC 3464 delivery status notifications and RFC 5965 complaints
@@ -147,12 +158,11 @@ def _status_blocks(report: _Report) -> Iterable[dict[str, str]]:
     for part in report.parts:
         if part.get_content_type() not in _REPORT_TYPES:
             continue
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            blocks = [dict(block.items()) for block in payload if isinstance(block, Message)]
+        if part.is_multipart():
+            blocks = [dict(block.items()) for block in part.get_payload() if isinstance(block, Message)]
         else:
-            text = _text(part).replace("\r\n", "\n").replace("\r", "\n")
-            blocks = [dict(HeaderParser(policy=compat32).parsestr(c).items()) for c in re.split(r"\n\s*\n", text)]
+            chunks = re.split(r"\n\s*\n", _text(part))
+            blocks = [dict(HeaderParser(policy=compat32).parsestr(chunk).items()) for chunk in chunks]
         for block in blocks:
             yield {name.lower(): " ".join(str(value).split()) for name, value in block.items()}
 
@@ -199,12 +209,12 @@ def _from_dsn(blocks: Sequence[tuple[str, dict[str, str]]], report: _Report) -> 
 
 def _complaint(report: _Report) -> Bounce | None:
     """An ARF report (RFC 5965): mail from a machine about a recipient's complaint, not about a delivery."""
-    for part in report.parts:
-        if part.get_content_type() == "message/feedback-report" or part.get_param("report-type") == "feedback-report":
-            found = re.search(r"^feedback-type:\s*(\S+)", _text(part), re.IGNORECASE | re.MULTILINE)
-            diagnostic = f"feedback-type: {found.group(1).lower() if found else 'unknown'}"
-            return Bounce((), False, None, diagnostic, _original_message_id(report), "arf")
-    return None
+    feedback = [p for p in report.parts if p.get_content_type() == "message/feedback-report"]
+    if not feedback and report.parts[0].get_param("report-type") != "feedback-report":
+        return None
+    fields = _headers_of(feedback[0]) if feedback else None
+    feedback_type = str(fields.get("feedback-type", "") if fields is not None else "").strip().lower() or "unknown"
+    return Bounce((), False, None, f"feedback-type: {feedback_type}", _original_message_id(report), "arf")
 
 
 # --- Non-standard bounces: flufl.bounce's detectors, then our generic reader
@@ -216,8 +226,7 @@ def _from_mail_system(msg: Message) -> bool:
     return bool(
         msg.get_content_type() == "multipart/report"
         or msg.get("x-failed-recipients")
-        or (str(msg.get("return-path", "")).strip() in {"<>", ""}
-        and msg.get("return-path") is not None)
+        or str(msg.get("return-path", "absent")).strip() in {"<>", ""}
         or _DAEMONS.match(sender.partition("@")[0])
         or re.search(r"mail delivery|mailer|postmaster", sender_name, re.IGNORECASE)
         or _BOUNCE_SUBJECT.search(_decoded(msg.get("subject", "")))
@@ -227,9 +236,11 @@ def _from_mail_system(msg: Message) -> bool:
 def _flufl_detectors() -> Sequence[type[BounceDetector]]:
     """flufl's own ordered list, so that its precedence holds and the detector that fired can be named. The list
     is private: should a release move it, all_failures() still runs them, unnamed."""
-    from flufl.bounce import _scan  # noqa: PLC0415
-
-    return tuple(getattr(_scan, "_DETECTORS", ()))
+    try:
+        scan = importlib.import_module("flufl.bounce._scan")
+    except ImportError:
+        return ()
+    return tuple(getattr(scan, "_DETECTORS", ()))
 
 
 _FLUFL: Sequence[type[BounceDetector]] = _flufl_detectors()
@@ -256,10 +267,10 @@ def _from_flufl(msg: Message, report: _Report) -> Bounce | None:
 
 def _from_notice(msg: Message, report: _Report) -> Bounce | None:
     """Generic: addresses the prose names next to a failure, preferring those the returned mail was sent to."""
-    if not (_FAILURE_STATUS.search(report.text) or _FAILURE_WORDS.search(report.text)):
+    if not (_FAILURE_CODE.search(report.text) or _FAILURE_WORDS.search(report.text)):
         return None
     ours = _not_recipients(msg, report)
-    sent_to = _sent_to(report)
+    sent_to = _addresses(report.returned, *_SENT_TO)
     named = [a for a in _unique(a.lower().rstrip(".") for a in _ADDRESS.findall(report.text)) if a not in ours]
     # Contact addresses in the prose ("please write to support@...") are not recipients, unless we wrote to them.
     recipients = tuple(a for a in named if a in sent_to) or tuple(a for a in named if not _ROLE_ACCOUNTS.match(a))
@@ -267,7 +278,7 @@ def _from_notice(msg: Message, report: _Report) -> Bounce | None:
         recipients = _unique(sorted(sent_to - ours))
     if not recipients or len(recipients) > MAX_RECIPIENTS:
         return None
-    return _notice_bounce(report, recipients, not _SOFT_WORDS.search(report.text), "notice")
+    return _notice_bounce(report, recipients, True, "notice")
 
 
 def _not_recipients(msg: Message, report: _Report) -> set[str]:
@@ -277,11 +288,7 @@ def _not_recipients(msg: Message, report: _Report) -> set[str]:
     returned_id = str(report.returned.get("message-id", "")) if report.returned is not None else ""
     ids += [m.strip("<>").lower() for m in _MESSAGE_ID.findall(returned_id)]
     parties = _addresses(msg, "from", "to", "cc", "sender") | _addresses(report.returned, "from", "sender")
-    return (parties | set(ids)) - _sent_to(report)  # unless we wrote to it: mail to oneself bounces too
-
-
-def _sent_to(report: _Report) -> set[str]:
-    return _addresses(report.returned, "to", "cc", "bcc", "x-original-to", "envelope-to")
+    return (parties | set(ids)) - _addresses(report.returned, *_SENT_TO)  # unless we wrote to it: mail to self bounces
 
 
 def _addresses(msg: Message | None, *fields: str) -> set[str]:
@@ -292,12 +299,12 @@ def _addresses(msg: Message | None, *fields: str) -> set[str]:
 
 def _notice_bounce(report: _Report, recipients: tuple[str, ...], permanent: bool, kind: str) -> Bounce:
     """A status code in the prose overrides the detector's guess at hard or soft: RFC 3463 classes are explicit."""
-    found = _STATUS.search(report.text)
-    status = found.group(0) if found and found.group(1) != "2" else None
-    smtp = re.search(_SMTP_REPLY, report.text, re.MULTILINE)
+    found = _FAILED_STATUS.search(report.text)
+    status = found.group(0) if found else None
+    smtp = _SMTP_REPLY.search(report.text)
     code = status[0] if status else smtp.group(1) if smtp else None
-    permanent = code == "5" if code else permanent
-    line = next((ln.strip() for ln in report.text.splitlines() if _FAILURE_STATUS.search(ln)), kind)
+    permanent = code == "5" if code else permanent and not _SOFT_WORDS.search(report.text)
+    line = next((ln.strip() for ln in report.text.splitlines() if _FAILURE_CODE.search(ln)), kind)
     return Bounce(recipients, permanent, status, _clip(line), _original_message_id(report), kind)
 
 
@@ -306,13 +313,10 @@ def _notice_bounce(report: _Report, recipients: tuple[str, ...], permanent: bool
 
 def _original_message_id(report: _Report) -> str | None:
     """The returned mail names the message that bounced; failing that, the bounce's In-Reply-To or References."""
-    candidates: list[Callable[[], object]] = [
-        lambda: report.returned.get("message-id") if report.returned is not None else None,
-        lambda: report.parts[0].get("in-reply-to") if report.parts else None,
-        lambda: report.parts[0].get("references") if report.parts else None,
-    ]
-    for value in candidates:
-        found = _MESSAGE_ID.search(str(value() or ""))
+    returned = report.returned.get("message-id") if report.returned is not None else None
+    top = report.parts[0]
+    for value in (returned, top.get("in-reply-to"), *reversed(_MESSAGE_ID.findall(str(top.get("references", ""))))):
+        found = _MESSAGE_ID.search(str(value or ""))
         if found:
             return found.group(0)
     return None
@@ -321,7 +325,7 @@ def _original_message_id(report: _Report) -> str | None:
 def _decoded(value: object) -> str:
     try:
         return str(make_header(decode_header(str(value))))
-    except (ValueError, LookupError, UnicodeError):
+    except (ValueError, LookupError, UnicodeError, MessageError):
         return str(value)
 
 
