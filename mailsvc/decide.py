@@ -70,6 +70,10 @@ def decide(
         return _staff_mail(msg, case, queues[case.queue], sender, lookup)
     if case is None or (case.status is CaseStatus.CLOSED and found.kind is MessageKind.REQUEST):
         return _open_case(msg, found, queues[queue], parent=case.id if case else None)
+    if found.kind is MessageKind.BOUNCE:
+        # The requester did not get our mail: a human has to find another way to reach them.
+        notice = _notify_staff(case, queues[case.queue], "bounce_notice", found.reason)
+        return Decision(case.id, case.queue, (FileMessage(found.kind, note=found.reason), *notice))
     if found.kind is not MessageKind.REQUEST:
         return Decision(case.id, case.queue, (FileMessage(found.kind),))
     actions: list[Action] = [FileMessage(MessageKind.REQUESTER_REPLY)]

@@ -14,12 +14,24 @@ from datetime import UTC, datetime
 from email.utils import make_msgid
 from enum import StrEnum
 
-from mailsvc.classify import ClassifyContext, classify
+from mailsvc.bounce import detect_bounce
+from mailsvc.classify import ClassifyContext, classify, is_automatic
 from mailsvc.config import Config
 from mailsvc.decide import QueuePolicy, decide
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
-from mailsvc.model import Address, Case, InboundMessage, MailRef, MessageState, OutgoingMail, QueueMail, ThreadMatch
+from mailsvc.model import (
+    Address,
+    Case,
+    Classification,
+    InboundMessage,
+    MailRef,
+    MessageKind,
+    MessageState,
+    OutgoingMail,
+    QueueMail,
+    ThreadMatch,
+)
 from mailsvc.parse import ParseLimits, parse_message
 from mailsvc.render import STAFF_PURPOSES, QueueView, Templates, compose
 from mailsvc.store import Store
@@ -93,8 +105,13 @@ class Pipeline:
             reply_to=reply_to,
         )
 
-    def thread(self, msg: InboundMessage) -> tuple[ThreadMatch, int | None]:
-        """A valid reply token names the case outright; else tag and references decide."""
+    def thread(self, msg: InboundMessage, bounced_id: str | None = None) -> tuple[ThreadMatch, int | None]:
+        """A valid reply token names the case outright; a bounce, the case of the mail that bounced;
+        else tag and references decide."""
+        if bounced_id:
+            case = self.store.case_by_message_ids([bounced_id])
+            if case is not None:
+                return ThreadMatch(case, "bounce"), None
         if self.token_key:
             token_case = token_from_recipients(msg, [q.address for q in self.config.queues.values()], self.token_key)
             case = self.store.case_by_id(token_case) if token_case is not None else None
@@ -116,7 +133,14 @@ class Pipeline:
         try:
             with self.store.savepoint():
                 found = classify(msg, self.context)
-                match, token_case = self.thread(msg)
+                bounce = detect_bounce(msg.raw) if is_automatic(found.kind) else None
+                if bounce is not None and bounce.recipients:
+                    found = Classification(
+                        MessageKind.BOUNCE,
+                        f"{'hard' if bounce.permanent else 'soft'} bounce {bounce.status or ''} "
+                        f"for {', '.join(bounce.recipients)}: {bounce.diagnostic}".replace("  ", " ")[:300],
+                    )
+                match, token_case = self.thread(msg, bounce.original_message_id if bounce else None)
                 sender = verify_sender(msg, self.trust, token_case)
                 queue = route_queue(msg, {n: q.address for n, q in self.config.queues.items()})
                 decision = decide(

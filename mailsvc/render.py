@@ -76,7 +76,7 @@ class Templates:
 
 
 # Mail to staff carries the token Reply-To and the marker; mail to the requester does not.
-STAFF_PURPOSES = frozenset({"notify", "comment", "unverified", "command_error"})
+STAFF_PURPOSES = frozenset({"notify", "comment", "unverified", "command_error", "bounce_notice"})
 
 
 @dataclass(frozen=True, slots=True)

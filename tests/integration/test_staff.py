@@ -180,3 +180,43 @@ def test_reply_token_threads_an_edited_subject_without_references(
     assert len(store.list_cases()) == 1
     (relay,) = smtp.messages
     assert relay.rcpt_tos == ("alice@example.net",) and f"[Help #{case_id}]" in relay.message["Subject"]
+
+
+def dsn_for(original: Captured) -> bytes:
+    """A Postfix-style delivery status notification returning `original`'s headers."""
+    headers = original.data.split(b"\r\n\r\n", 1)[0].decode()
+    return (
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        "To: help@example.org\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@mx.example.net>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        "Final-Recipient: rfc822; alice@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 <alice@example.net>: Recipient address rejected: User unknown\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n--B--\r\n"
+    ).encode()
+
+
+def test_bounce_of_our_mail_is_filed_on_its_case_and_staff_told(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    mailbox.append(mail(subject="Printer jammed", message_id="<req@example.net>"))
+    run_once(config)
+    ack = next(c for c in smtp.messages if c.rcpt_tos == ("alice@example.net",))
+    smtp.clear()
+
+    mailbox.append(dsn_for(ack))
+    run_once(config)
+
+    store = Store.open(config.store.path)
+    assert len(store.list_cases()) == 1, "the bounce opens no case of its own"
+    last = store.db.execute("SELECT kind, reason FROM messages ORDER BY id DESC LIMIT 1").fetchone()
+    assert last["kind"] == "bounce" and "alice@example.net" in last["reason"] and "5.1.1" in last["reason"]
+    (notice,) = smtp.messages
+    assert set(notice.rcpt_tos) == {"bob@example.org", "carol@example.org"}
+    assert "could not be delivered" in body(notice)
