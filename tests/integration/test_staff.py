@@ -220,3 +220,32 @@ def test_bounce_of_our_mail_is_filed_on_its_case_and_staff_told(
     (notice,) = smtp.messages
     assert set(notice.rcpt_tos) == {"bob@example.org", "carol@example.org"}
     assert "could not be delivered" in body(notice)
+
+
+def test_assign_status_cc_remove_close_and_merge(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
+    first, notify = open_case(config, mailbox, smtp)
+    mailbox.append(mail(subject="Printer again", body="Same printer, other floor.\n", message_id="<req2@example.net>"))
+    run_once(config)
+    store = Store.open(config.store.path)
+    second = max(c.id for c in store.list_cases())
+    smtp.clear()
+
+    mailbox.append(staff_reply(notify, "#assign carol\n#status waiting\n#cc add dave@example.net"))
+    run_once(config)
+    mailbox.append(staff_reply(notify, "#cc remove dave@example.net\n#close"))
+    run_once(config)
+    case = store.case_by_id(first)
+    assert case is not None
+    assert (case.owner, case.status.value, case.ccs) == ("carol@example.org", "closed", ())
+
+    # Bob merges the second case into the first: its messages move, it points there.
+    mailbox.append(
+        mail(subject=f"Re: [Help #{second}] (open) Printer again", sender=BOB, body=f"#merge {first}\n", headers=SIGNED)
+    )
+    run_once(config)
+    merged = store.db.execute("SELECT status, merged_into FROM cases WHERE id = ?", (second,)).fetchone()
+    assert (merged["status"], merged["merged_into"]) == ("closed", first)
+    subjects = [m["subject"] for m in store.case_messages(first)]
+    assert "Printer again" in subjects
+    assert store.case_messages(second) == []
+    assert smtp.messages == [], "commands alone send nothing"
