@@ -282,10 +282,14 @@ def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
 
 def _check_secrets(config: Config) -> list[tuple[str, str]]:
     problems = []
-    if config.trust.token_key_env and config.trust.token_key_env not in os.environ:
-        problems.append(("trust.token_key_env", f"environment variable {config.trust.token_key_env} is not set"))
-    if config.trust.token_key_file and not Path(os.path.expandvars(config.trust.token_key_file)).is_file():
-        problems.append(("trust.token_key_file", f"cannot read {config.trust.token_key_file}: no such file"))
+    trust = config.trust
+    if trust.token_key_env and trust.token_key_env not in os.environ:
+        problems.append(("trust.token_key_env", f"environment variable {trust.token_key_env} is not set"))
+    elif trust.token_key_file and not Path(os.path.expandvars(trust.token_key_file)).is_file():
+        problems.append(("trust.token_key_file", f"cannot read {trust.token_key_file}: no such file"))
+    elif (trust.token_key_env or trust.token_key_file) and len(trust.key()) < 16:
+        key = "trust.token_key_env" if trust.token_key_env else "trust.token_key_file"
+        problems.append((key, "the token key must be at least 16 characters"))
     for name, server in (("imap", config.imap), ("smtp", config.smtp)):
         if server.password_env and server.password_env not in os.environ:
             problems.append((f"{name}.password_env", f"environment variable {server.password_env} is not set"))

@@ -90,6 +90,15 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert config.queues["help"].staff and config.trust.key() == b"0123456789abcdef0123456789abcdef"
 
 
+def test_short_token_key_from_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = minimal()
+    raw["trust"] = {"token_key_env": "MAILSVC_TEST_KEY"}
+    monkeypatch.setenv("MAILSVC_TEST_KEY", "")
+    assert problems(raw) == [("trust.token_key_env", "the token key must be at least 16 characters")]
+    monkeypatch.setenv("MAILSVC_TEST_KEY", "x" * 16)
+    assert parse_config(raw, Path("/etc/mailsvc")).trust.key() == b"x" * 16
+
+
 def test_staff_need_a_token_key() -> None:
     raw = minimal()
     raw["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
