@@ -74,7 +74,10 @@ class ImapSource:
 
     def pending_uids(self) -> list[int]:
         """Every message in the watched folder: processed ones were moved away."""
-        return sorted(int(uid) for uid in self._client().search(["ALL"]))
+        client = self._client()
+        # Some servers (Dovecot) answer SEARCH from the session's last sync; NOOP syncs first.
+        client.noop()
+        return sorted(int(uid) for uid in client.search(["ALL"]))
 
     def fetch(self, uids: Sequence[int]) -> dict[int, bytes]:
         if not uids:
