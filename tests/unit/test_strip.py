@@ -1,3 +1,6 @@
+# Quote headers in a dozen scripts are the point here, look-alike letters included.
+# ruff: noqa: RUF001
+
 import time
 
 import pytest
@@ -54,7 +57,7 @@ def heads(text: str) -> list[str]:
         "2014-03-20 8:48 GMT+01:00 Rémi Dolan <do_not_reply@dolan.com>:",
         "2011/4/7 Nathan Brown <support@example.com>",
         "---- On Wed, 24 Feb 2021 14:02:50 +0530 john@gmail.com wrote ----",
-        "26.06.2014, 14:41, \"Alexander L\" <abc@example.com>:",
+        '26.06.2014, 14:41, "Alexander L" <abc@example.com>:',
     ],
 )
 def test_attribution_header_in_many_languages(header: str) -> None:
@@ -81,7 +84,7 @@ def test_attribution_header_wrapped(wrapped: str, span: int) -> None:
         "He wrote: the tray is fine, and then left.",
         "On the surface, this looks like a quote header but it's not.",
         "On average, this parser works well.",
-        "It's interesting how they handled URLs with patterns like \"wrote:\" in them.",
+        'It\'s interesting how they handled URLs with patterns like "wrote:" in them.',
         "Check https://example.com/blog/on-date-someone-wrote-about-parsing",
         "2024-01-15 14:30:25",
         "Jan 15, 2024 at 14:30",
@@ -343,7 +346,10 @@ def test_signature_is_removed(signature: str) -> None:
 
 def test_signature_kept_on_request() -> None:
     text = "Hello \n\n-- \nxxx\nSent with Sparrow (http://www.sparrowmailapp.com/?sig)"
-    assert strip_reply(text + "\n\nOn Mon, 1 Jan 2024 at 10:00, Bob <b@example.com> wrote:\n> hi", keep_signature=True) == text
+    assert (
+        strip_reply(text + "\n\nOn Mon, 1 Jan 2024 at 10:00, Bob <b@example.com> wrote:\n> hi", keep_signature=True)
+        == text
+    )
 
 
 def test_signature_delimiter_in_the_middle_of_a_line_stays() -> None:
