@@ -48,6 +48,40 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _one_source(model: BaseModel, names: tuple[str, str, str]) -> list[str]:
+    """The secret sources given (inline, environment, file); more than one is an error."""
+    given = [k for k in names if getattr(model, k)]
+    if len(given) > 1:
+        raise ValueError(f"give only one of {', '.join(names)} (got {', '.join(given)})")
+    return given
+
+
+def _read_secret(inline: SecretStr | None, env: str | None, file: str | None) -> str:
+    """A secret from where the config says: inline, an environment variable, or a file."""
+    if inline is not None:
+        return inline.get_secret_value()
+    if env:
+        return os.environ.get(env, "")
+    if file:
+        return Path(os.path.expandvars(file)).read_text().strip()
+    return ""
+
+
+def _source_problems(
+    section: str, env_key: str, env: str | None, file_key: str, file: str | None
+) -> list[tuple[str, str]]:
+    """An environment variable that is not set, a file that cannot be read."""
+    if env and env not in os.environ:
+        return [(f"{section}.{env_key}", f"environment variable {env} is not set")]
+    if file:
+        path = Path(os.path.expandvars(file))
+        if not path.is_file():
+            return [(f"{section}.{file_key}", f"cannot read {path}: no such file")]
+        if not os.access(path, os.R_OK):
+            return [(f"{section}.{file_key}", f"cannot read {path}: permission denied")]
+    return []
+
+
 class _Credentials(_Strict):
     """A user and exactly one source of its password (inline, environment, file)."""
 
@@ -58,22 +92,14 @@ class _Credentials(_Strict):
 
     @model_validator(mode="after")
     def _one_password_source(self) -> _Credentials:
-        given = [k for k in ("password", "password_env", "password_file") if getattr(self, k)]
-        if len(given) > 1:
-            raise ValueError(f"give only one of password, password_env, password_file (got {', '.join(given)})")
+        given = _one_source(self, ("password", "password_env", "password_file"))
         if self.user and not given:
             raise ValueError("user is set: give password, password_env or password_file")
         return self
 
     def secret(self) -> str:
         """The password, read now from where the config says (empty when none)."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_env:
-            return os.environ.get(self.password_env, "")
-        if self.password_file:
-            return Path(os.path.expandvars(self.password_file)).read_text().rstrip("\r\n")
-        return ""
+        return _read_secret(self.password, self.password_env, self.password_file)
 
 
 class _Server(_Credentials):
@@ -188,21 +214,13 @@ class TrustConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TrustConfig:
-        given = [k for k in ("token_key", "token_key_env", "token_key_file") if getattr(self, k)]
-        if len(given) > 1:
-            raise ValueError(f"give only one of token_key, token_key_env, token_key_file (got {', '.join(given)})")
+        _one_source(self, ("token_key", "token_key_env", "token_key_file"))
         if self.token_key is not None and len(self.token_key.get_secret_value()) < 16:
             raise ValueError("token_key must be at least 16 characters")
         return self
 
     def key(self) -> bytes:
-        if self.token_key is not None:
-            return self.token_key.get_secret_value().encode()
-        if self.token_key_env:
-            return os.environ.get(self.token_key_env, "").encode()
-        if self.token_key_file:
-            return Path(os.path.expandvars(self.token_key_file)).read_bytes().strip()
-        return b""
+        return _read_secret(self.token_key, self.token_key_env, self.token_key_file).encode()
 
 
 class StoreConfig(_Strict):
@@ -282,24 +300,14 @@ def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
 
 def _check_secrets(config: Config) -> list[tuple[str, str]]:
     problems = []
-    trust = config.trust
-    if trust.token_key_env and trust.token_key_env not in os.environ:
-        problems.append(("trust.token_key_env", f"environment variable {trust.token_key_env} is not set"))
-    elif trust.token_key_file and not Path(os.path.expandvars(trust.token_key_file)).is_file():
-        problems.append(("trust.token_key_file", f"cannot read {trust.token_key_file}: no such file"))
-    elif (trust.token_key_env or trust.token_key_file) and len(trust.key()) < 16:
-        key = "trust.token_key_env" if trust.token_key_env else "trust.token_key_file"
-        problems.append((key, "the token key must be at least 16 characters"))
     for name, server in (("imap", config.imap), ("smtp", config.smtp)):
-        if server.password_env and server.password_env not in os.environ:
-            problems.append((f"{name}.password_env", f"environment variable {server.password_env} is not set"))
-        if server.password_file:
-            path = Path(os.path.expandvars(server.password_file))
-            if not path.is_file():
-                problems.append((f"{name}.password_file", f"cannot read {path}: no such file"))
-            elif not os.access(path, os.R_OK):
-                problems.append((f"{name}.password_file", f"cannot read {path}: permission denied"))
-    return problems
+        problems += _source_problems(name, "password_env", server.password_env, "password_file", server.password_file)
+    trust = config.trust
+    found = _source_problems("trust", "token_key_env", trust.token_key_env, "token_key_file", trust.token_key_file)
+    if not found and (trust.token_key_env or trust.token_key_file) and len(trust.key()) < 16:
+        key = "trust.token_key_env" if trust.token_key_env else "trust.token_key_file"
+        found = [(key, "the token key must be at least 16 characters")]
+    return problems + found
 
 
 def parse_config(raw: Any, base: Path) -> Config:

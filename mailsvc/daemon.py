@@ -13,7 +13,6 @@ import random
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 
 from mailsvc.config import Config
@@ -162,7 +161,4 @@ async def serve(config: Config) -> int:
 
 
 def run_forever(config: Config) -> int:
-    started = time.monotonic()
-    code = asyncio.run(serve(config))
-    log.debug("daemon_uptime", seconds=round(time.monotonic() - started, 1))
-    return code
+    return asyncio.run(serve(config))

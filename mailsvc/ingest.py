@@ -76,6 +76,7 @@ class Pipeline:
             name: QueueView(name, q.address, q.display_name, q.subject_tag, q.tag_position)
             for name, q in config.queues.items()
         }
+        self.queue_addresses = {name: q.address for name, q in config.queues.items()}
         self.token_key = config.trust.key()
         self.trust = TrustPolicy(
             staff=frozenset().union(*(q.staff_addresses() for q in config.queues.values())),
@@ -113,7 +114,7 @@ class Pipeline:
             if case is not None:
                 return ThreadMatch(case, "bounce"), None
         if self.token_key:
-            token_case = token_from_recipients(msg, [q.address for q in self.config.queues.values()], self.token_key)
+            token_case = token_from_recipients(msg, self.queue_addresses.values(), self.token_key)
             case = self.store.case_by_id(token_case) if token_case is not None else None
             if case is not None:
                 return ThreadMatch(case, "token"), token_case
@@ -129,7 +130,7 @@ class Pipeline:
             log.info("message_duplicate")
             return Outcome.DUPLICATE, None
         if msg.quarantine_reason is not None:
-            return self._quarantine(msg, ref, msg.quarantine_reason, now, log)
+            return self._quarantine(msg, ref, msg.quarantine_reason, now)
         try:
             with self.store.savepoint():
                 found = classify(msg, self.context)
@@ -142,7 +143,7 @@ class Pipeline:
                     )
                 match, token_case = self.thread(msg, bounce.original_message_id if bounce else None)
                 sender = verify_sender(msg, self.trust, token_case)
-                queue = route_queue(msg, {n: q.address for n, q in self.config.queues.items()})
+                queue = route_queue(msg, self.queue_addresses)
                 decision = decide(
                     msg, found, match, queues=self.queues, queue=queue or self.config.default_queue,
                     sender=sender, lookup=self.store,
@@ -150,7 +151,7 @@ class Pipeline:
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
         except Exception as exc:
             log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
-            return self._quarantine(msg, ref, f"error: {type(exc).__name__}", now, log)
+            return self._quarantine(msg, ref, f"error: {type(exc).__name__}", now)
         log = log.bind(case_id=applied.case_id)
         log.info(
             "message_threaded", kind=found.kind.value, reason=found.reason, method=match.method,
@@ -160,9 +161,7 @@ class Pipeline:
             log.info(event, **{k: v for k, v in fields.items() if k != "case_id"})
         return Outcome.FILED, applied.case_id
 
-    def _quarantine(
-        self, msg: InboundMessage, ref: MailRef, reason: str, now: datetime, log: object
-    ) -> tuple[Outcome, None]:
+    def _quarantine(self, msg: InboundMessage, ref: MailRef, reason: str, now: datetime) -> tuple[Outcome, None]:
         self.store.quarantine(msg, ref, reason, now)
         self.log.warning(
             "message_quarantined", uid=ref.uid, message_id=msg.message_id, reason=reason,

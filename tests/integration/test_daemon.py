@@ -92,6 +92,7 @@ def test_idle_daemon_acknowledges_new_mail_and_stops_cleanly(
     names = [e["event"] for e in events]
     assert names.count("case_opened") == 2 and names.count("ack_queued") == 2
     assert "daemon_stopped" in names
+    assert mailbox.password not in daemon.log_path.read_text(), "no password in the logs"
     opened = next(e for e in events if e["event"] == "case_opened")
     assert {"case_id", "uid", "message_id", "timestamp", "level"} <= opened.keys()
     sent = [e for e in events if e["event"] == "mail_sent"]
@@ -119,5 +120,5 @@ def test_bad_config_stops_start_up_with_exit_code_2(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2
-    assert "queues: List should have at least 1 item" in proc.stderr or "queues:" in proc.stderr
+    assert ": queues: " in proc.stderr
     assert "extra: unknown key" in proc.stderr
