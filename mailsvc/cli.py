@@ -16,17 +16,28 @@ from pathlib import Path
 
 from mailsvc import __version__
 from mailsvc.config import Config, load_config
-from mailsvc.daemon import run_forever, run_once
+from mailsvc.daemon import load_service_config, run_forever, run_once
 from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.log import configure
 from mailsvc.model import CaseStatus
+from mailsvc.parse import parse_message
+from mailsvc.report import build_report, case_facts, failed_mail, format_table, parse_since, period_start, to_json
 from mailsvc.store import Store
+from mailsvc.templatecheck import (
+    check_config_templates,
+    checked_files,
+    preview_mail,
+    queue_templates,
+    template_names,
+    visible_templates,
+)
 
 DEFAULT_CONFIG = Path(os.environ.get("MAILSVC_CONFIG", "/etc/mailsvc/mailsvc.yaml"))
 
 
 def _load(path: Path) -> Config:
-    config = load_config(path)
+    """The configuration with its templates checked, and logging set up from it."""
+    config = load_service_config(path)
     configure(config.log.format, config.log.level)
     return config
 
@@ -38,13 +49,13 @@ def _when(value: float | None) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    load_config(args.file)
-    print(f"{args.file}: ok")
+    load_service_config(args.file)
+    print(f"{args.file}: ok (configuration and templates)")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return run_forever(_load(args.config))
+    return run_forever(_load(args.config), args.config)
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -102,6 +113,78 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    try:
+        since = period_start(now, parse_since(args.since) if args.since is not None else None)
+    except ValueError as exc:
+        print(f"mailsvc report: --since: {exc}", file=sys.stderr)
+        return 2
+    config = load_config(args.config)
+    if args.queue is not None and args.queue not in config.queues:
+        known = ", ".join(config.queues)
+        print(f"mailsvc report: --queue: no queue {args.queue!r} in {args.config} (queues: {known})", file=sys.stderr)
+        return 2
+    store = Store.open(config.store.path)
+    try:
+        cases = [case_facts(dict(row)) for row in store.report_cases(since.timestamp())]
+        failed = [failed_mail(dict(row)) for row in store.report_failed_mail(since.timestamp())]
+    finally:
+        store.close()
+    report = build_report(cases, failed, now=now, since=since, queue=args.queue, queues=list(config.queues))
+    print(json.dumps(to_json(report), indent=2) if args.json else format_table(report))
+    return 0
+
+
+def cmd_templates_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    problems = check_config_templates(config)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 2
+    print(f"{args.config}: ok, {len(checked_files(config))} templates checked for {len(config.queues)} queue(s)")
+    return 0
+
+
+def cmd_templates_preview(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store.open(config.store.path)
+    try:
+        case = store.case_by_id(args.case)
+        row = None
+        if case is not None:  # its latest filed message: a read-only query the store does not offer yet
+            row = store.db.execute(
+                "SELECT raw FROM messages WHERE case_id = ? AND state = 'filed' ORDER BY id DESC LIMIT 1", (case.id,)
+            ).fetchone()
+    finally:
+        store.close()
+    if case is None:
+        print(f"mailsvc templates preview: no case {args.case}", file=sys.stderr)
+        return 1
+    if case.queue not in config.queues:
+        print(
+            f"mailsvc templates preview: case {case.id} is in queue {case.queue!r}, unknown to {args.config}",
+            file=sys.stderr,
+        )
+        return 1
+    templates = queue_templates(config)[case.queue]
+    kind = "html" if args.html else "txt"
+    if not {f"{args.name}.txt.j2", f"{args.name}.{kind}.j2"} <= visible_templates(templates):
+        names = ", ".join(template_names(templates, html=args.html))
+        print(
+            f"mailsvc templates preview: no {kind} template {args.name!r} for queue {case.queue}; available: {names}",
+            file=sys.stderr,
+        )
+        return 2
+    if row is None:
+        print(f"mailsvc templates preview: case {case.id} has no filed message to preview with", file=sys.stderr)
+        return 1
+    msg = parse_message(bytes(row["raw"]))
+    print(preview_mail(args.name, case, msg, config, now=datetime.now(UTC), html=args.html), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailsvc", description="A help desk that lives in email.")
     parser.add_argument("--version", action="version", version=f"mailsvc {__version__}")
@@ -130,6 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int)
     show.add_argument("--lines", type=int, default=12, help="body lines shown per message")
     show.set_defaults(func=cmd_cases_show)
+
+    templates = commands.add_parser("templates", help="check and preview mail templates")
+    templates_commands = templates.add_subparsers(dest="templates_command", required=True)
+    tcheck = templates_commands.add_parser("check", help="find template errors in every queue (exit 2 on any)")
+    with_config(tcheck).set_defaults(func=cmd_templates_check)
+    preview = with_config(templates_commands.add_parser("preview", help="render a template for a real case"))
+    preview.add_argument("name", help='template name, e.g. "ack" or "relay"')
+    preview.add_argument("--case", type=int, required=True, metavar="ID", help="the case to render it for")
+    preview.add_argument("--html", action="store_true", help="show the HTML part instead of the text part")
+    preview.set_defaults(func=cmd_templates_preview)
+
+    report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
+    report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")
+    report.add_argument("--queue", help="one queue only (default: every queue, and the total)")
+    report.add_argument("--json", action="store_true", help="JSON for scripts")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -13,11 +13,12 @@ import re
 from email.headerregistry import Address as HeaderAddress
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -27,6 +28,7 @@ from pydantic import (
 )
 
 from mailsvc.errors import ConfigError
+from mailsvc.hours import BusinessHours
 
 
 class TlsMode(StrEnum):
@@ -142,6 +144,25 @@ class SmtpConfig(_Server):
 
 
 _TAG_FIELD = re.compile(r"\{id\}")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds as a number, or text like "3d", "4h", "1d 12h", "90m", "1w"."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION_PART.findall(text)
+    if not parts or _DURATION_PART.sub("", text).strip():
+        raise ValueError(f"not a duration: {value!r} (use e.g. 3d, 4h, 1d 12h, 90m, or seconds)")
+    return float(sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts))
+
+
+# Seconds; written in the file as seconds or as "3d", "4h", "90m".
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 def _check_address(value: str) -> str:
@@ -164,6 +185,55 @@ class StaffMember(_Strict):
         return _check_address(value)
 
 
+class BusinessHoursConfig(_Strict):
+    """Working time that SLA clocks count (reminders and closing count calendar time)."""
+
+    timezone: str
+    days: tuple[str, ...] = ("mon-fri",)
+    start: str = "09:00"
+    end: str = "17:00"
+    holidays: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _valid_calendar(self) -> BusinessHoursConfig:
+        self.calendar()
+        return self
+
+    def calendar(self) -> BusinessHours:
+        return BusinessHours.parse(self.timezone, self.days, self.start, self.end, self.holidays)
+
+
+class TimersConfig(_Strict):
+    """Waiting on the requester, and resolved cases: calendar time. Null turns a timer off."""
+
+    remind_after: Duration | None = 3 * 86400.0
+    auto_resolve_after: Duration | None = 7 * 86400.0
+    close_after: Duration | None = 7 * 86400.0
+
+    @model_validator(mode="after")
+    def _remind_first(self) -> TimersConfig:
+        if self.remind_after and self.auto_resolve_after and self.remind_after >= self.auto_resolve_after:
+            raise ValueError("remind_after must be shorter than auto_resolve_after")
+        return self
+
+
+class SlaConfig(_Strict):
+    """First response: escalate when no staff reply is relayed within `first_response` working time."""
+
+    first_response: Duration
+    # Who is told; default: the queue's staff.
+    escalate_to: tuple[str, ...] = ()
+    # A second escalation this long (working time) after the first.
+    second_level: Duration | None = None
+    second_escalate_to: tuple[str, ...] = ()
+    business_hours: BusinessHoursConfig | None = None
+
+    @field_validator("escalate_to", "second_escalate_to")
+    @classmethod
+    def _valid_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_address(v) for v in value)
+
+
 class QueueConfig(_Strict):
     address: str
     display_name: str = "Help Desk"
@@ -174,6 +244,20 @@ class QueueConfig(_Strict):
     subject_tag: str = "[Help #{id}]"
     tag_position: Literal["end", "start"] = "end"
     templates_dir: Path | None = None
+    timers: TimersConfig = TimersConfig()
+    sla: SlaConfig | None = None
+    # This queue's mail in its own folder of the main account, or in an account of its own;
+    # without either, it arrives in the main mailbox and is routed by address.
+    folder: str | None = None
+    imap: ImapConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> QueueConfig:
+        if self.folder and self.imap:
+            raise ValueError("give folder (in the main account) or imap (an account of its own), not both")
+        if self.sla and not (self.sla.escalate_to or self.staff):
+            raise ValueError("sla: give escalate_to, or staff to escalate to")
+        return self
 
     @field_validator("address")
     @classmethod
@@ -227,6 +311,31 @@ class StoreConfig(_Strict):
     path: Path
 
 
+class AutoMailConfig(_Strict):
+    """Automatic mail (acknowledgements, reminders) to one address: a limit that catches
+    auto-responders the headers do not reveal."""
+
+    max_per_hour: int = Field(default=5, ge=1)
+
+
+class LimitsConfig(_Strict):
+    """Mail over these is stored raw and quarantined, never parsed further."""
+
+    max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_mime_depth: int = Field(default=20, ge=1, le=200)
+    max_parts: int = Field(default=500, ge=1)
+    max_headers: int = Field(default=1000, ge=10)
+
+
+class MailboxSpec(BaseModel):
+    """One watched folder: `key` names it in the store; `queue` is where its new cases open."""
+
+    model_config = ConfigDict(frozen=True)
+    key: str
+    imap: ImapConfig
+    queue: str | None
+
+
 class LogConfig(_Strict):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -240,6 +349,8 @@ class Config(_Strict):
     templates_dir: Path | None = None
     our_addresses: tuple[str, ...] = ()
     trust: TrustConfig = TrustConfig()
+    auto_mail: AutoMailConfig = AutoMailConfig()
+    limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("queues")
@@ -251,11 +362,34 @@ class Config(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _each_folder_watched_once(self) -> Config:
+        seen = {(self.imap.host, self.imap.user, self.imap.folder): "imap.folder"}
+        for name, q in self.queues.items():
+            imap = q.imap or self.imap
+            where = (imap.host, imap.user, q.folder or imap.folder)
+            if (q.folder or q.imap) and where in seen:
+                raise ValueError(f"queues.{name}: its folder is already watched for {seen[where]}")
+            seen[where] = f"queues.{name}"
+        return self
+
+    @model_validator(mode="after")
     def _staff_need_a_token_key(self) -> Config:
         t = self.trust
         if any(q.staff for q in self.queues.values()) and not (t.token_key or t.token_key_env or t.token_key_file):
             raise ValueError("trust: staff are configured, so give token_key, token_key_env or token_key_file")
         return self
+
+    def mailboxes(self) -> list[MailboxSpec]:
+        """Every folder to watch: the main one (routed by address), then each queue's own."""
+        found = [MailboxSpec(key=self.imap.folder, imap=self.imap, queue=None)]
+        for name, q in self.queues.items():
+            if q.imap is not None:
+                found.append(MailboxSpec(key=f"{name}:{q.imap.folder}", imap=q.imap, queue=name))
+            elif q.folder is not None:
+                found.append(
+                    MailboxSpec(key=q.folder, imap=self.imap.model_copy(update={"folder": q.folder}), queue=name)
+                )
+        return found
 
     @property
     def default_queue(self) -> str:
@@ -266,8 +400,9 @@ class Config(_Strict):
         found = {q.address.lower() for q in self.queues.values()}
         found.update(q.comment_address.lower() for q in self.queues.values() if q.comment_address)
         found.update(a.lower() for a in self.our_addresses)
-        if self.imap.user and "@" in self.imap.user:
-            found.add(self.imap.user.lower())
+        for imap in [self.imap, *(q.imap for q in self.queues.values() if q.imap)]:
+            if imap.user and "@" in imap.user:
+                found.add(imap.user.lower())
         return frozenset(found)
 
 
@@ -300,7 +435,9 @@ def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
 
 def _check_secrets(config: Config) -> list[tuple[str, str]]:
     problems = []
-    for name, server in (("imap", config.imap), ("smtp", config.smtp)):
+    servers: list[tuple[str, _Credentials]] = [("imap", config.imap), ("smtp", config.smtp)]
+    servers += [(f"queues.{n}.imap", q.imap) for n, q in config.queues.items() if q.imap]
+    for name, server in servers:
         problems += _source_problems(name, "password_env", server.password_env, "password_file", server.password_file)
     trust = config.trust
     found = _source_problems("trust", "token_key_env", trust.token_key_env, "token_key_file", trust.token_key_file)

@@ -1,8 +1,10 @@
-"""The daemon: wires the IMAP source, the ingest pipeline and the sender, and keeps them running.
+"""The daemon: wires the IMAP sources, the ingest pipeline, the scheduler and the sender, and keeps them running.
 
-The mailbox is watched in a worker thread (imapclient blocks); the sender runs
-on the event loop and is woken the moment a batch commits. SIGTERM and SIGINT
-finish the work in hand and exit 0.
+Each watched folder has a worker thread (imapclient blocks), the scheduler has
+one, and the sender runs on the event loop, woken the moment a batch commits.
+SIGTERM and SIGINT finish the work in hand and exit 0; SIGHUP reloads the
+configuration and templates, and a bad new one is refused while the old one
+keeps running. Under systemd: READY=1, STATUS= lines, and watchdog pings.
 """
 
 from __future__ import annotations
@@ -12,17 +14,26 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
-from mailsvc.config import Config
+from mailsvc.config import Config, MailboxSpec, load_config
+from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.log import get_logger
+from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
 from mailsvc.store import Store
+from mailsvc.templatecheck import check_config_templates
 
 log = get_logger(component="daemon")
+
+# The scheduler looks at least this often (seconds) for failed mail to report.
+SCHEDULER_MAX_SLEEP = 30.0
 
 
 def sd_notify(message: str) -> None:
@@ -37,6 +48,27 @@ def sd_notify(message: str) -> None:
             sock.sendto(message.encode(), address)
         except OSError as exc:
             log.warning("sd_notify_failed", error=str(exc))
+
+
+def watchdog_interval() -> float | None:
+    """Half of systemd's WatchdogSec, when it is set for this process."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(0.1, int(usec) / 2_000_000)
+    except ValueError:
+        return None
+
+
+def load_service_config(path: Path) -> Config:
+    """The configuration and every queue's templates, checked: what start-up and reload accept."""
+    config = load_config(path)
+    problems = check_config_templates(config)
+    if problems:
+        raise ConfigError([(f"{p.file}:{p.line or '?'}", p.message) for p in problems])
+    return config
 
 
 class Backoff:
@@ -54,26 +86,32 @@ class Backoff:
         self.failures = 0
 
 
-def open_source(config: Config) -> ImapSource:
-    return ImapSource(config.imap, config.imap.secret())
+def open_source(spec: MailboxSpec) -> ImapSource:
+    return ImapSource(spec.imap, spec.imap.secret(), key=spec.key, queue=spec.queue)
 
 
 def run_once(config: Config) -> int:
-    """One pass over the mailbox, then send what is due; for cron and tests."""
+    """One pass over every mailbox, the timers due, then send what is due; for cron and tests."""
     store = Store.open(config.store.path)
-    source = open_source(config)
-    try:
-        source.connect()
-        result = ingest_pass(source, Pipeline(config, store))
-    except IMAP_ERRORS as exc:
-        log.error("imap_failed", error=f"{type(exc).__name__}: {exc}", host=config.imap.host)
-        return 1
-    finally:
-        source.close()
-    log.info(
-        "pass_finished", filed=result.filed, quarantined=result.quarantined,
-        duplicates=result.duplicates, moved=result.moved,
-    )  # fmt: skip
+    pipeline = Pipeline(config, store)
+    failed = 0
+    for spec in config.mailboxes():
+        source = open_source(spec)
+        try:
+            source.connect()
+            result = ingest_pass(source, pipeline)
+        except IMAP_ERRORS as exc:
+            log.error("imap_failed", error=f"{type(exc).__name__}: {exc}", host=spec.imap.host, folder=spec.key)
+            failed += 1
+            continue
+        finally:
+            source.close()
+        log.info(
+            "pass_finished", folder=spec.key, filed=result.filed, quarantined=result.quarantined,
+            duplicates=result.duplicates, moved=result.moved,
+        )  # fmt: skip
+    tick = Scheduler(pipeline).tick()
+    log.info("timers_checked", timers=tick.timers, mails=tick.mails, notices=tick.notices)
     sender = Sender(config.smtp, config.smtp.secret(), store)
 
     async def drain() -> int:
@@ -84,81 +122,211 @@ def run_once(config: Config) -> int:
 
     asyncio.run(drain())
     store.close()
-    return 0
+    return 1 if failed else 0
 
 
-def watch_mailbox(config: Config, stop: threading.Event, committed: Callable[[], None]) -> None:
-    """Ingest until `stop`: connect, pass, wait (IDLE or poll), pass... reconnecting on failure."""
+class _Ready:
+    """READY=1 once, when the first mailbox is connected."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = False
+
+    def connected(self, folder: str) -> None:
+        with self._lock:
+            if not self.sent:
+                sd_notify("READY=1\nSTATUS=watching " + folder)
+                self.sent = True
+
+
+def watch_mailbox(
+    config: Config, spec: MailboxSpec, stop: threading.Event, committed: Callable[[], None], ready: _Ready
+) -> None:
+    """Ingest one folder until `stop`: connect, pass, wait (IDLE or poll), pass... reconnecting on failure."""
     store = Store.open(config.store.path)
     pipeline = Pipeline(config, store)
     backoff = Backoff()
-    ready = False
     while not stop.is_set():
-        source = open_source(config)
+        source = open_source(spec)
         try:
             source.connect()
-            log.info("imap_connected", host=config.imap.host, folder=source.mailbox, uidvalidity=source.uidvalidity,
-                     idle="IDLE" in source.capabilities and config.imap.idle)  # fmt: skip
-            if not ready:
-                sd_notify("READY=1\nSTATUS=watching " + source.mailbox)
-                ready = True
+            log.info("imap_connected", host=spec.imap.host, folder=source.mailbox, uidvalidity=source.uidvalidity,
+                     idle="IDLE" in source.capabilities and spec.imap.idle, queue=spec.queue)  # fmt: skip
+            ready.connected(source.mailbox)
             backoff.reset()
             while not stop.is_set():
                 result = ingest_pass(source, pipeline, committed)
                 if result.filed or result.quarantined or result.duplicates or result.moved:
-                    log.info("pass_finished", filed=result.filed, quarantined=result.quarantined,
-                             duplicates=result.duplicates, moved=result.moved)  # fmt: skip
+                    log.info("pass_finished", folder=source.mailbox, filed=result.filed,
+                             quarantined=result.quarantined, duplicates=result.duplicates,
+                             moved=result.moved)  # fmt: skip
                     # Mail that arrived during this pass may have been announced in a
                     # SEARCH or MOVE response, which IDLE will not repeat: look again first.
                     continue
                 source.wait_for_mail(stop)
         except IMAP_ERRORS as exc:
             delay = backoff.next()
-            log.warning("imap_disconnected", error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 1))
-            sd_notify(f"STATUS=IMAP unavailable, retrying in {delay:.0f}s")
+            log.warning("imap_disconnected", folder=spec.key, error=f"{type(exc).__name__}: {exc}",
+                        retry_in_s=round(delay, 1))  # fmt: skip
+            sd_notify(f"STATUS=IMAP unavailable ({spec.key}), retrying in {delay:.0f}s")
             stop.wait(delay)
         finally:
             source.close()
     store.close()
 
 
-async def serve(config: Config) -> int:
+def watch_timers(config: Config, stop: threading.Event, wake: threading.Event, sent: Callable[[], None]) -> None:
+    """Fire timers when due (and look for failed mail to report) until `stop`; `wake` after new timers."""
+    store = Store.open(config.store.path)
+    scheduler = Scheduler(Pipeline(config, store))
+    while not stop.is_set():
+        wake.clear()
+        try:
+            result = scheduler.tick()
+        except sqlite3.OperationalError as exc:  # e.g. the store is busy beyond the timeout
+            log.warning("scheduler_deferred", error=str(exc))
+            stop.wait(5.0)
+            continue
+        if result.mails:
+            sent()
+        next_at = store.next_timer_at()
+        sleep = SCHEDULER_MAX_SLEEP
+        if next_at is not None:
+            sleep = min(sleep, max(0.0, next_at.timestamp() - time.time()))
+        wake.wait(sleep)
+    store.close()
+
+
+class Generation:
+    """The running parts for one configuration; a reload replaces the whole generation."""
+
+    def __init__(self, config: Config, ready: _Ready) -> None:
+        self.config = config
+        self.ready = ready
+        self.stop_threads = threading.Event()
+        self.timer_wake = threading.Event()
+        self.stop_sender = asyncio.Event()
+        self.sender_wake = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.sender_store: Store | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+
+        def wake_sender() -> None:
+            loop.call_soon_threadsafe(self.sender_wake.set)
+
+        def committed() -> None:
+            wake_sender()
+            self.timer_wake.set()  # the batch may have set timers earlier than the scheduler's sleep
+
+        self.sender_store = Store.open(config.store.path)
+        # The sender's updates may lag a power loss without losing mail (a resend at worst).
+        self.sender_store.db.execute("PRAGMA synchronous = NORMAL")
+        sender = Sender(config.smtp, config.smtp.secret(), self.sender_store)
+        self.tasks.add(asyncio.create_task(sender.run(self.sender_wake, self.stop_sender), name="sender"))
+        for spec in config.mailboxes():
+            thread = asyncio.to_thread(watch_mailbox, config, spec, self.stop_threads, committed, self.ready)
+            self.tasks.add(asyncio.create_task(thread, name=f"imap {spec.key}"))
+        thread = asyncio.to_thread(watch_timers, config, self.stop_threads, self.timer_wake, wake_sender)
+        self.tasks.add(asyncio.create_task(thread, name="scheduler"))
+
+    @property
+    def healthy(self) -> bool:
+        return all(not t.done() for t in self.tasks)
+
+    async def wait_failed(self) -> None:
+        await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    async def stop(self) -> list[BaseException]:
+        """Finish the work in hand and stop; returns what crashed."""
+        self.stop_threads.set()
+        self.timer_wake.set()
+        self.stop_sender.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.sender_store is not None:
+            self.sender_store.close()
+        crashed = []
+        for task in self.tasks:
+            exc = task.exception()
+            if exc is not None:
+                log.error("component_failed", component=task.get_name(), error=f"{type(exc).__name__}: {exc}")
+                crashed.append(exc)
+        return crashed
+
+
+async def _watchdog(interval: float, generation: Callable[[], Generation]) -> None:
+    """Ping systemd while the event loop runs and every part of the daemon is alive."""
+    while True:
+        if generation().healthy:
+            sd_notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def serve(config: Config, reload: Callable[[], Config] | None = None) -> int:
     loop = asyncio.get_running_loop()
-    stop_thread = threading.Event()
-    stop_loop = asyncio.Event()
-    wake = asyncio.Event()
+    stopping = asyncio.Event()
+    reloading = asyncio.Event()
 
     def request_stop(signame: str) -> None:
         log.info("shutdown_requested", signal=signame)
         sd_notify("STOPPING=1")
-        stop_thread.set()
-        stop_loop.set()
+        stopping.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, request_stop, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, reloading.set)
 
-    def committed() -> None:
-        loop.call_soon_threadsafe(wake.set)
-
-    sender_store = Store.open(config.store.path)
-    # The sender's updates may lag a power loss without losing mail (a resend at worst).
-    sender_store.db.execute("PRAGMA synchronous = NORMAL")
-    sender = Sender(config.smtp, config.smtp.secret(), sender_store)
-    sender_task = asyncio.create_task(sender.run(wake, stop_loop))
-    watcher = asyncio.create_task(asyncio.to_thread(watch_mailbox, config, stop_thread, committed))
-    log.info("daemon_started", pid=os.getpid(), queues=list(config.queues))
-    done, _ = await asyncio.wait({watcher, sender_task}, return_when=asyncio.FIRST_COMPLETED)
-    # Whichever ended first (a stop, or a crash in one of them), end the other cleanly.
-    stop_thread.set()
-    stop_loop.set()
-    await asyncio.gather(watcher, sender_task, return_exceptions=True)
-    sender_store.close()
-    failed = [t.exception() for t in done if t.exception() is not None]
-    for exc in failed:
-        log.error("daemon_failed", error=f"{type(exc).__name__}: {exc}")
+    ready = _Ready()
+    current = Generation(config, ready)
+    current.start()
+    log.info("daemon_started", pid=os.getpid(), queues=list(config.queues), folders=[m.key for m in config.mailboxes()])
+    interval = watchdog_interval()
+    watchdog = asyncio.create_task(_watchdog(interval, lambda: current)) if interval else None
+    while True:
+        waiters = {
+            asyncio.create_task(stopping.wait()),
+            asyncio.create_task(reloading.wait()),
+            asyncio.create_task(current.wait_failed()),
+        }
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if stopping.is_set() or not current.healthy or not reloading.is_set():
+            break
+        reloading.clear()
+        new = _reloaded(reload)
+        if new is None:
+            continue
+        sd_notify("RELOADING=1")
+        crashed = await current.stop()
+        current = Generation(new, ready)
+        current.start()
+        log.info("config_reloaded", queues=list(new.queues), previous_failures=len(crashed))
+        sd_notify("READY=1\nSTATUS=configuration reloaded")
+    failed = not stopping.is_set()
+    crashed = await current.stop()
+    if watchdog is not None:
+        watchdog.cancel()
     log.info("daemon_stopped")
-    return 1 if failed else 0
+    return 1 if failed or crashed else 0
 
 
-def run_forever(config: Config) -> int:
-    return asyncio.run(serve(config))
+def _reloaded(reload: Callable[[], Config] | None) -> Config | None:
+    """The new configuration, or None (logged) when there is none or it is bad: the old one stays."""
+    if reload is None:
+        log.warning("config_reload_refused", reason="no configuration file to reload")
+        return None
+    try:
+        return reload()
+    except ConfigError as exc:
+        log.error("config_reload_refused", problems=[f"{path}: {reason}" for path, reason in exc.problems])
+    except MailsvcError as exc:
+        log.error("config_reload_refused", problems=[str(exc)])
+    return None
+
+
+def run_forever(config: Config, path: Path | None = None) -> int:
+    reload = (lambda: load_service_config(path)) if path is not None else None
+    return asyncio.run(serve(config, reload))

@@ -12,19 +12,23 @@ from dataclasses import dataclass
 from mailsvc.classify import is_automatic
 from mailsvc.commands import Command, ParsedCommands, parse_commands
 from mailsvc.model import (
+    STAFF_PURPOSES,
     Action,
     AddCc,
     Address,
     Case,
     CaseStatus,
     Classification,
+    ClearBouncing,
     Decision,
     FileMessage,
     InboundMessage,
+    MarkBouncing,
     MergeInto,
     MessageKind,
     OpenCase,
     QueueMail,
+    RecordSatisfaction,
     RemoveCc,
     SetOwner,
     SetPriority,
@@ -32,11 +36,13 @@ from mailsvc.model import (
     Suppress,
     ThreadMatch,
 )
+from mailsvc.satisfaction import parse_rating
 from mailsvc.strip import strip_reply
 from mailsvc.thread import CaseLookup
 from mailsvc.trust import TrustVerdict
 
 OPEN_STATES = (CaseStatus.OPEN, CaseStatus.WAITING)
+DONE_STATES = (CaseStatus.RESOLVED, CaseStatus.CLOSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +68,45 @@ def decide(
     lookup: CaseLookup,
 ) -> Decision:
     """`queue` is where a new case would open; an existing case keeps its own."""
+    decision = _decide(msg, found, match, queues=queues, queue=queue, sender=sender, lookup=lookup)
+    human = (MessageKind.REQUEST, MessageKind.REQUESTER_REPLY)
+    if msg.from_ is not None and any(isinstance(a, FileMessage) and a.kind in human for a in decision.actions):
+        # The requester wrote from this address: it works again, whatever bounced before.
+        return Decision(decision.case_id, decision.queue, (*decision.actions, ClearBouncing(msg.from_.key)))
+    return decision
+
+
+def _decide(
+    msg: InboundMessage,
+    found: Classification,
+    match: ThreadMatch,
+    *,
+    queues: Mapping[str, QueuePolicy],
+    queue: str,
+    sender: TrustVerdict,
+    lookup: CaseLookup,
+) -> Decision:
     case = match.case
     if found.kind is MessageKind.LOOP:
         # Our own mail came back: keep it, but never act on it.
         return Decision(case.id if case else None, case.queue if case else queue, (FileMessage(found.kind),))
     if case is not None and sender.staff and not is_automatic(found.kind):
         return _staff_mail(msg, case, queues[case.queue], sender, lookup)
+    if (
+        case is not None
+        and found.kind is MessageKind.REQUEST
+        and case.status in (CaseStatus.RESOLVED, CaseStatus.CLOSED)
+    ):
+        rating = parse_rating(msg.subject, strip_reply(msg.text))
+        if rating is not None:
+            return _satisfaction(case, queues[case.queue], rating.score, rating.answer, rating.remark)
     if case is None or (case.status is CaseStatus.CLOSED and found.kind is MessageKind.REQUEST):
         return _open_case(msg, found, queues[queue], parent=case.id if case else None)
     if found.kind is MessageKind.BOUNCE:
         # The requester did not get our mail: a human has to find another way to reach them.
         notice = _notify_staff(case, queues[case.queue], "bounce_notice", found.reason)
-        return Decision(case.id, case.queue, (FileMessage(found.kind, note=found.reason), *notice))
+        mark = [MarkBouncing(found.bounced, found.reason)] if found.bounced else []
+        return Decision(case.id, case.queue, (FileMessage(found.kind, note=found.reason), *mark, *notice))
     if found.kind is not MessageKind.REQUEST:
         return Decision(case.id, case.queue, (FileMessage(found.kind),))
     actions: list[Action] = [FileMessage(MessageKind.REQUESTER_REPLY)]
@@ -97,6 +130,17 @@ def _open_case(msg: InboundMessage, found: Classification, queue: QueuePolicy, p
     if queue.staff:
         actions.append(QueueMail("notify", "notify", queue.staff, text=strip_reply(msg.text), attach=True))
     return Decision(None, queue.name, tuple(actions))
+
+
+def _satisfaction(case: Case, queue: QueuePolicy, score: int, answer: str, remark: str) -> Decision:
+    """Recorded, never reopening: a remark with the rating goes to the team, who decide."""
+    actions: list[Action] = [
+        FileMessage(MessageKind.REQUESTER_REPLY, note=f"satisfaction {score}"),
+        RecordSatisfaction(score, answer),
+    ]
+    if remark:
+        actions.extend(_notify_staff(case, queue, "notify", f"Rated {score}/5: {remark}"))
+    return Decision(case.id, case.queue, tuple(actions))
 
 
 def _notify_staff(case: Case, queue: QueuePolicy, purpose: str, text: str, attach: bool = False) -> list[Action]:
@@ -198,3 +242,10 @@ def _run(command: Command, sender: Address, queue: QueuePolicy) -> list[Action]:
         case "merge", (target,):
             return [MergeInto(int(target))]
     return []
+
+
+def decide_send_failure(case: Case, queue: QueuePolicy, purpose: str, rcpt: str, error: str) -> tuple[Action, ...]:
+    """Mail that will not be sent: the team hears of it, unless the lost mail was their own notice."""
+    if purpose in STAFF_PURPOSES:
+        return (Suppress("send_failed", f"the failed mail ({purpose}) was itself to staff"),)
+    return tuple(_notify_staff(case, queue, "send_failed", f"{purpose} to {rcpt}: {error}"))

@@ -7,6 +7,7 @@ message only after the store has committed it.
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import threading
 import time
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailsvc.config import ImapConfig, TlsMode
 
@@ -27,16 +28,21 @@ def _tls_context(cfg: ImapConfig) -> ssl.SSLContext:
 
 
 class ImapSource:
-    def __init__(self, cfg: ImapConfig, password: str) -> None:
+    """One watched folder. `key` names it in the store (default: the folder's name); new cases
+    from it open in `queue` unless their recipients name another."""
+
+    def __init__(self, cfg: ImapConfig, password: str, *, key: str | None = None, queue: str | None = None) -> None:
         self.cfg = cfg
         self._password = password
+        self.key = key or cfg.folder
+        self.queue = queue
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
         self.capabilities: frozenset[str] = frozenset()
 
     @property
     def mailbox(self) -> str:
-        return self.cfg.folder
+        return self.key
 
     def connect(self) -> None:
         cfg = self.cfg
@@ -106,15 +112,29 @@ class ImapSource:
             return
         client = self._client()
         client.idle()
-        try:
-            renew_at = time.monotonic() + self.cfg.idle_renew
-            # Short checks so a stop request is seen within a second.
-            while not stop.is_set() and time.monotonic() < renew_at:
-                responses: list[Any] = client.idle_check(timeout=1.0)
-                if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-                    return
-        finally:
-            client.idle_done()
+        renew_at = time.monotonic() + self.cfg.idle_renew
+        # Short checks so a stop request is seen within a second.
+        while not stop.is_set() and time.monotonic() < renew_at:
+            responses: list[Any] = client.idle_check(timeout=1.0)
+            # idle_check swallows the end of the stream and answers "nothing" at once, again and again:
+            # without this the loop would spin until the renewal, blind to mail on a new connection.
+            if any(r and r[0] == b"BYE" for r in responses) or (not responses and _closed_by_peer(client)):
+                raise IMAPClientAbortError("the server closed the connection during IDLE")
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                break
+        client.idle_done()
+
+
+def _closed_by_peer(client: IMAPClient) -> bool:
+    """Whether the server has ended the connection (end of stream or reset); reads nothing."""
+    sock = client.socket()
+    try:
+        # socket.socket.recv peeks at the TCP stream itself, under TLS too (SSLSocket.recv refuses flags).
+        return socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _close_quietly(client: IMAPClient) -> None:

@@ -8,22 +8,28 @@ store has committed them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 from enum import StrEnum
 
 from mailsvc.bounce import detect_bounce
 from mailsvc.classify import ClassifyContext, classify, is_automatic
-from mailsvc.config import Config
+from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide
+from mailsvc.guard import AUTOMATIC_PURPOSES, MailFacts, automatic_recipients, guard_automatic
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
 from mailsvc.model import (
+    STAFF_PURPOSES,
+    Action,
     Address,
     Case,
+    CaseStatus,
     Classification,
+    ClearBouncing,
+    Decision,
     InboundMessage,
     MailRef,
     MessageKind,
@@ -33,9 +39,10 @@ from mailsvc.model import (
     ThreadMatch,
 )
 from mailsvc.parse import ParseLimits, parse_message
-from mailsvc.render import STAFF_PURPOSES, QueueView, Templates, compose
+from mailsvc.render import QueueView, Templates, compose
 from mailsvc.store import Store
 from mailsvc.thread import compile_tag, find_case, route_queue
+from mailsvc.timers import TimerPolicy, plan_timers
 from mailsvc.trust import TrustPolicy, reply_address, token_from_recipients, verify_sender
 
 Clock = Callable[[], datetime]
@@ -43,6 +50,24 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _span(seconds: float | None) -> timedelta | None:
+    return timedelta(seconds=seconds) if seconds else None
+
+
+def timer_policy(q: QueueConfig) -> TimerPolicy:
+    sla = q.sla
+    return TimerPolicy(
+        remind_after=_span(q.timers.remind_after),
+        auto_resolve_after=_span(q.timers.auto_resolve_after),
+        close_after=_span(q.timers.close_after),
+        first_response=_span(sla.first_response) if sla else None,
+        second_level=_span(sla.second_level) if sla else None,
+        escalate_to=tuple(Address(a) for a in sla.escalate_to) if sla else (),
+        second_escalate_to=tuple(Address(a) for a in sla.second_escalate_to) if sla else (),
+        hours=sla.business_hours.calendar() if sla and sla.business_hours else None,
+    )
 
 
 class Outcome(StrEnum):
@@ -65,7 +90,10 @@ class Pipeline:
         self.config = config
         self.store = store
         self.clock = clock
-        self.limits = ParseLimits()
+        lim = config.limits
+        self.limits = ParseLimits(lim.max_message_bytes, lim.max_mime_depth, lim.max_parts, lim.max_headers)
+        self.timer_policies = {name: timer_policy(q) for name, q in config.queues.items()}
+        self.max_automatic = config.auto_mail.max_per_hour
         self.context = ClassifyContext(own_addresses=config.own_addresses())
         self.tags: dict[str, re.Pattern[str]] = {n: compile_tag(q.subject_tag) for n, q in config.queues.items()}
         self.queues = {
@@ -106,6 +134,25 @@ class Pipeline:
             reply_to=reply_to,
         )
 
+    def finish(
+        self, actions: Iterable[Action], status: CaseStatus | None, queue: str, now: datetime
+    ) -> tuple[Action, ...]:
+        """Add the timers the actions call for, then let the automatic-mail guard have the last word."""
+        return self.guard(plan_timers(actions, status, self.timer_policies[queue], now), now)
+
+    def guard(self, actions: tuple[Action, ...], now: datetime) -> tuple[Action, ...]:
+        rcpts = sorted(automatic_recipients(actions))
+        if not rcpts:
+            return actions
+        # A human mail from a bouncing address clears it in this same decision.
+        cleared = {a.address.lower() for a in actions if isinstance(a, ClearBouncing)}
+        since = now - timedelta(hours=1)
+        facts = MailFacts(
+            bouncing=self.store.bouncing(rcpts) - cleared,
+            recent=self.store.automatic_mail_counts(rcpts, sorted(AUTOMATIC_PURPOSES), since),
+        )
+        return guard_automatic(actions, facts, self.max_automatic)
+
     def thread(self, msg: InboundMessage, bounced_id: str | None = None) -> tuple[ThreadMatch, int | None]:
         """A valid reply token names the case outright; a bounce, the case of the mail that bounced;
         else tag and references decide."""
@@ -120,8 +167,10 @@ class Pipeline:
                 return ThreadMatch(case, "token"), token_case
         return find_case(msg, self.store, self.tags), None
 
-    def handle(self, ref: MailRef, raw: bytes) -> tuple[Outcome, int | None]:
-        """File one message; the caller holds the transaction. Returns the outcome and case id."""
+    def handle(self, ref: MailRef, raw: bytes, queue: str | None = None) -> tuple[Outcome, int | None]:
+        """File one message; the caller holds the transaction. Returns the outcome and case id.
+
+        `queue`: where a new case opens when its recipients name no queue (the folder's own queue)."""
         msg = parse_message(raw, self.limits)
         log = self.log.bind(uid=ref.uid, message_id=msg.message_id)
         log.debug("message_fetched", size=len(raw), mailbox=ref.mailbox)
@@ -140,14 +189,15 @@ class Pipeline:
                         MessageKind.BOUNCE,
                         f"{'hard' if bounce.permanent else 'soft'} bounce {bounce.status or ''} "
                         f"for {', '.join(bounce.recipients)}: {bounce.diagnostic}".replace("  ", " ")[:300],
+                        bounced=bounce.recipients if bounce.permanent else (),
                     )
                 match, token_case = self.thread(msg, bounce.original_message_id if bounce else None)
                 sender = verify_sender(msg, self.trust, token_case)
-                queue = route_queue(msg, self.queue_addresses)
-                decision = decide(
-                    msg, found, match, queues=self.queues, queue=queue or self.config.default_queue,
-                    sender=sender, lookup=self.store,
-                )  # fmt: skip
+                queue = route_queue(msg, self.queue_addresses) or queue or self.config.default_queue
+                decision = decide(msg, found, match, queues=self.queues, queue=queue, sender=sender, lookup=self.store)
+                status = match.case.status if match.case else None
+                actions = self.finish(decision.actions, status, decision.queue, now)
+                decision = Decision(decision.case_id, decision.queue, actions)
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
         except Exception as exc:
             log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
@@ -200,7 +250,7 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
                 raw = raws.get(uid)
                 if raw is None:  # expunged by someone else meanwhile
                     continue
-                outcome, case_id = pipeline.handle(MailRef(source.mailbox, source.uidvalidity, uid), raw)
+                outcome, case_id = pipeline.handle(MailRef(source.mailbox, source.uidvalidity, uid), raw, source.queue)
                 if outcome is Outcome.QUARANTINED:
                     bad.append(uid)
                     result.quarantined += 1

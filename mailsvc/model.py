@@ -138,6 +138,8 @@ class Case:
 class Classification:
     kind: MessageKind
     reason: str
+    # A hard bounce: the recipients whose mail will not be delivered.
+    bounced: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +217,12 @@ class QueueMail:
     attach: bool = False
 
 
+# Mail to the team: it carries the token Reply-To and the marker; mail to the requester does not.
+STAFF_PURPOSES = frozenset(
+    {"notify", "comment", "unverified", "command_error", "bounce_notice", "escalation", "send_failed"}
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Suppress:
     """A mail policy chose not to send, kept so every decision is logged."""
@@ -223,8 +231,88 @@ class Suppress:
     reason: str
 
 
+class TimerKind(StrEnum):
+    REMINDER = "reminder"  # waiting on the requester: remind them
+    AUTO_RESOLVE = "auto_resolve"  # waiting on the requester too long: resolve the case
+    SLA_1 = "sla_1"  # no first response from staff: escalate
+    SLA_2 = "sla_2"  # still none: escalate again
+    CLOSE = "close"  # resolved long enough: close
+
+
+class TimerState(StrEnum):
+    PENDING = "pending"
+    FIRED = "fired"  # it did what it is for (a mail sent, a status changed)
+    CANCELLED = "cancelled"  # the case moved on before it was due
+    SKIPPED = "skipped"  # due, but superseded or no longer meaningful
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    id: int
+    case_id: int
+    kind: TimerKind
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Start a timer (replacing a pending one of the same kind)."""
+
+    kind: TimerKind
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimers:
+    kinds: tuple[TimerKind, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndTimer:
+    """A due timer was handled: fired or skipped, never again."""
+
+    timer: Timer
+    state: TimerState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSatisfaction:
+    score: int  # 1 (bad) .. 5 (good)
+    answer: str  # what the requester wrote
+
+
+@dataclass(frozen=True, slots=True)
+class MarkBouncing:
+    """No automatic mail to these addresses until a human mail from them arrives."""
+
+    addresses: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearBouncing:
+    address: str
+
+
 Action = (
-    OpenCase | FileMessage | SetStatus | SetOwner | SetPriority | AddCc | RemoveCc | MergeInto | QueueMail | Suppress
+    OpenCase
+    | FileMessage
+    | SetStatus
+    | SetOwner
+    | SetPriority
+    | AddCc
+    | RemoveCc
+    | MergeInto
+    | QueueMail
+    | Suppress
+    | SetTimer
+    | CancelTimers
+    | EndTimer
+    | RecordSatisfaction
+    | MarkBouncing
+    | ClearBouncing
 )
 
 

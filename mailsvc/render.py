@@ -15,12 +15,13 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailsvc.errors import TemplateError
-from mailsvc.model import Case, InboundMessage, OutgoingMail, QueueMail
+from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, OutgoingMail, QueueMail
 from mailsvc.strip import MARKER
 from mailsvc.thread import render_tag
 
@@ -75,10 +76,6 @@ class Templates:
             raise TemplateError(f"template {name}: {exc}") from exc
 
 
-# Mail to staff carries the token Reply-To and the marker; mail to the requester does not.
-STAFF_PURPOSES = frozenset({"notify", "comment", "unverified", "command_error", "bounce_notice"})
-
-
 @dataclass(frozen=True, slots=True)
 class QueueView:
     name: str
@@ -102,7 +99,17 @@ def template_context(action: QueueMail, case: Case, msg: InboundMessage, queue: 
         "attachments": [{"filename": a.filename, "size": a.size} for a in msg.attachments] if action.attach else [],
         "marker": MARKER,
         "queue": {"name": queue.name, "address": queue.address, "display_name": queue.display_name},
+        "satisfaction": satisfaction_links(queue.address, tag),
     }  # fmt: skip
+
+
+def satisfaction_links(address: str, tag: str) -> dict[str, str]:
+    """mailto: links whose prepared subject carries the rating and the case tag."""
+    links = {}
+    for answer in ("good", "bad", "1", "2", "3", "4", "5"):
+        subject = quote(f"Rating: {answer} {tag}", safe="")
+        links[answer] = f"mailto:{address}?subject={subject}"
+    return links
 
 
 def compose(

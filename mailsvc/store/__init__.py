@@ -15,25 +15,35 @@ from pathlib import Path
 
 from mailsvc.errors import StoreError
 from mailsvc.model import (
+    Action,
     AddCc,
     Address,
+    CancelTimers,
     Case,
     CaseStatus,
+    ClearBouncing,
     Decision,
+    EndTimer,
     FileMessage,
     InboundMessage,
     MailRef,
+    MarkBouncing,
     MergeInto,
     MessageState,
     OpenCase,
     OutboxState,
     OutgoingMail,
     QueueMail,
+    RecordSatisfaction,
     RemoveCc,
     SetOwner,
     SetPriority,
     SetStatus,
+    SetTimer,
     Suppress,
+    Timer,
+    TimerKind,
+    TimerState,
 )
 from mailsvc.store.migrate import migrate
 
@@ -46,7 +56,7 @@ class Applied:
     """What `apply` did: the row ids it wrote and the events to log."""
 
     case_id: int | None
-    message_row: int
+    message_row: int | None
     outbox_ids: tuple[int, ...]
     events: tuple[tuple[str, dict[str, object]], ...]
 
@@ -274,7 +284,21 @@ class Store:
         compose: Compose,
         now: datetime,
     ) -> Applied:
-        """Perform a decision's actions, in order; the caller holds the transaction."""
+        """Perform a message's decision, in order; the caller holds the transaction."""
+        applied = self._perform(decision, msg, ref, compose, now)
+        if applied.message_row is None:
+            raise StoreError("a decision must file the message it was made for")
+        return applied
+
+    def apply_timers(self, decision: Decision, request: InboundMessage, compose: Compose, now: datetime) -> Applied:
+        """Perform what a case's due timers do; `request` is the mail that opened the case (replies follow it)."""
+        if decision.case_id is None or any(isinstance(a, FileMessage | OpenCase) for a in decision.actions):
+            raise StoreError("a timer acts on an existing case and files no message")
+        return self._perform(decision, request, None, compose, now)
+
+    def _perform(
+        self, decision: Decision, msg: InboundMessage, ref: MailRef | None, compose: Compose, now: datetime
+    ) -> Applied:
         case_id = decision.case_id
         events: list[tuple[str, dict[str, object]]] = []
         message_row: int | None = None
@@ -318,15 +342,79 @@ class Store:
                     mail = compose(action, case, msg)
                     outbox.append(self.enqueue(mail, case_id, message_row, now))
                     self._link_message_id(mail.message_id, case_id)
+                    if action.purpose == "relay":
+                        self.db.execute(
+                            "UPDATE cases SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
+                            (_ts(now), case_id),
+                        )
                     self._event(case_id, now, f"{action.purpose}_queued", ", ".join(mail.rcpt_to))
                     events.append((f"{action.purpose}_queued", {"case_id": case_id, "out_message_id": mail.message_id}))
                 case Suppress(purpose=purpose, reason=reason):
                     if case_id is not None:
                         self._event(case_id, now, f"{purpose}_suppressed", reason)
                     events.append((f"{purpose}_suppressed", {"case_id": case_id, "reason": reason}))
-        if message_row is None:
-            raise StoreError("a decision must file the message it was made for")
+                case _:
+                    assert case_id is not None
+                    event = self._side_effect(case_id, action, now)
+                    if event is not None:
+                        events.append(event)
         return Applied(case_id, message_row, tuple(outbox), tuple(events))
+
+    def _side_effect(self, case_id: int, action: Action, now: datetime) -> tuple[str, dict[str, object]] | None:
+        """Timers, satisfaction and bouncing addresses; returns the event to log, if any."""
+        match action:
+            case SetTimer(kind=kind, due_at=due_at):
+                self.db.execute(
+                    "UPDATE timers SET state = 'cancelled', done_at = ? WHERE case_id = ? AND kind = ? "
+                    "AND state = 'pending'",
+                    (_ts(now), case_id, kind.value),
+                )
+                self.db.execute(
+                    "INSERT INTO timers (case_id, kind, due_at, state, created_at) VALUES (?,?,?,?,?)",
+                    (case_id, kind.value, _ts(due_at), TimerState.PENDING.value, _ts(now)),
+                )
+                return "timer_set", {"case_id": case_id, "timer": kind.value, "due_at": due_at.isoformat()}
+            case CancelTimers(kinds=kinds, reason=reason):
+                marks = ",".join("?" * len(kinds))
+                cur = self.db.execute(
+                    f"UPDATE timers SET state = 'cancelled', done_at = ? WHERE case_id = ? "  # noqa: S608
+                    f"AND state = 'pending' AND kind IN ({marks})",
+                    (_ts(now), case_id, *(k.value for k in kinds)),
+                )
+                if cur.rowcount == 0:
+                    return None
+                return "timers_cancelled", {"case_id": case_id, "timers": [k.value for k in kinds], "reason": reason}
+            case EndTimer(timer=timer, state=state, reason=reason):
+                cur = self.db.execute(
+                    "UPDATE timers SET state = ?, done_at = ? WHERE id = ? AND state = 'pending'",
+                    (state.value, _ts(now), timer.id),
+                )
+                if cur.rowcount != 1:
+                    # Someone else handled it first: roll back rather than act twice.
+                    raise StoreError(f"timer {timer.id} was already handled")
+                self._event(case_id, now, f"timer_{state.value}", f"{timer.kind.value} {reason}".strip())
+                return f"timer_{state.value}", {"case_id": case_id, "timer": timer.kind.value, "reason": reason}
+            case RecordSatisfaction(score=score, answer=answer):
+                self.db.execute(
+                    "UPDATE cases SET satisfaction = ?, satisfaction_at = ? WHERE id = ?", (score, _ts(now), case_id)
+                )
+                self._event(case_id, now, "satisfaction", f"{score} ({answer})")
+                return "satisfaction_recorded", {"case_id": case_id, "score": score}
+            case MarkBouncing(addresses=addresses, reason=reason):
+                for address in addresses:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO bouncing (address, since, case_id, reason) VALUES (?,?,?,?)",
+                        (address.lower(), _ts(now), case_id, reason),
+                    )
+                self._event(case_id, now, "marked_bouncing", ", ".join(addresses))
+                return "recipient_marked_bouncing", {"case_id": case_id, "addresses": list(addresses)}
+            case ClearBouncing(address=address):
+                cur = self.db.execute("DELETE FROM bouncing WHERE address = ?", (address.lower(),))
+                if cur.rowcount == 0:
+                    return None
+                self._event(case_id, now, "bouncing_cleared", address)
+                return "recipient_bouncing_cleared", {"case_id": case_id, "address": address}
+        raise StoreError(f"unknown action {type(action).__name__}")
 
     def _change_case(
         self, case_id: int, action: SetStatus | SetOwner | SetPriority | AddCc | RemoveCc | MergeInto, now: datetime
@@ -335,7 +423,9 @@ class Store:
         match action:
             case SetStatus(status=status):
                 self.db.execute(
-                    "UPDATE cases SET status = ?, updated_at = ? WHERE id = ?", (status.value, _ts(now), case_id)
+                    "UPDATE cases SET status = ?, updated_at = ?, resolved_at = CASE WHEN ? = 'resolved' THEN ? "
+                    "ELSE resolved_at END WHERE id = ?",
+                    (status.value, _ts(now), status.value, _ts(now), case_id),
                 )
                 self._event(case_id, now, "status_changed", status.value)
                 return "case_status_changed", {"case_id": case_id, "status": status.value}
@@ -451,6 +541,79 @@ class Store:
             (error, outbox_id),
         )
 
+    # --- timers (the scheduler's view)
+
+    def due_timers(self, now: datetime, limit: int = 200) -> dict[int, list[Timer]]:
+        """Pending timers due by `now`, by case (every due timer of each case returned, so they act together)."""
+        rows = self.db.execute(
+            "SELECT id, case_id, kind, due_at FROM timers WHERE state = 'pending' AND case_id IN "
+            "(SELECT case_id FROM timers WHERE state = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?) "
+            "AND due_at <= ? ORDER BY case_id, due_at, id",
+            (_ts(now), limit, _ts(now)),
+        ).fetchall()
+        found: dict[int, list[Timer]] = {}
+        for r in rows:
+            found.setdefault(r["case_id"], []).append(
+                Timer(r["id"], r["case_id"], TimerKind(r["kind"]), _dt(r["due_at"]))
+            )
+        return found
+
+    def next_timer_at(self) -> datetime | None:
+        row = self.db.execute("SELECT min(due_at) FROM timers WHERE state = 'pending'").fetchone()
+        return _dt(row[0]) if row[0] is not None else None
+
+    def case_timers(self, case_id: int) -> list[sqlite3.Row]:
+        return self.db.execute(
+            "SELECT id, kind, due_at, state, created_at, done_at FROM timers WHERE case_id = ? ORDER BY id", (case_id,)
+        ).fetchall()
+
+    def case_request(self, case_id: int) -> bytes | None:
+        """The raw mail that opened the case (its first filed message)."""
+        row = self.db.execute(
+            "SELECT raw FROM messages WHERE case_id = ? AND state = 'filed' ORDER BY id LIMIT 1", (case_id,)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    # --- what the automatic-mail guard needs
+
+    def bouncing(self, addresses: Sequence[str]) -> frozenset[str]:
+        keys = [a.lower() for a in addresses]
+        if not keys:
+            return frozenset()
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(f"SELECT address FROM bouncing WHERE address IN ({marks})", keys)  # noqa: S608
+        return frozenset(r[0] for r in rows)
+
+    def automatic_mail_counts(
+        self, addresses: Sequence[str], purposes: Sequence[str], since: datetime
+    ) -> dict[str, int]:
+        """How many mails of these purposes each address was sent (queued) since `since`."""
+        keys = {a.lower() for a in addresses}
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(purposes))
+        counts = dict.fromkeys(keys, 0)
+        rows = self.db.execute(
+            f"SELECT rcpt_to FROM outbox WHERE created_at >= ? AND purpose IN ({marks})",  # noqa: S608
+            (_ts(since), *purposes),
+        )
+        for (rcpt_to,) in rows:
+            for rcpt in rcpt_to.lower().split("\n"):
+                if rcpt in counts:
+                    counts[rcpt] += 1
+        return counts
+
+    def unnoticed_failures(self, limit: int = 100) -> list[sqlite3.Row]:
+        """Mail that failed for good and the team has not been told of."""
+        return self.db.execute(
+            "SELECT id, case_id, purpose, rcpt_to, last_error, attempts FROM outbox "
+            "WHERE state = 'failed' AND failure_noticed = 0 ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def mark_failure_noticed(self, outbox_id: int) -> None:
+        self.db.execute("UPDATE outbox SET failure_noticed = 1 WHERE id = ?", (outbox_id,))
+
     # --- inspection (the CLI's `cases`)
 
     def list_cases(self, status: CaseStatus | None = None, limit: int = 200) -> list[Case]:
@@ -495,3 +658,27 @@ class Store:
         for state, n in self.db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
             result[f"outbox_{state}"] = n
         return result
+
+    # --- report (read-only rows for mailsvc/report.py)
+
+    def report_cases(self, since: float) -> list[sqlite3.Row]:
+        """Cases created at or after `since`, merged ones included, with how many of each timer kind fired."""
+        return self.db.execute(
+            "SELECT c.id, c.queue, c.status, c.created_at, c.first_response_at, c.resolved_at, c.satisfaction, "
+            "c.merged_into, "
+            "count(CASE WHEN t.kind = 'sla_1' THEN 1 END) AS sla_1_fired, "
+            "count(CASE WHEN t.kind = 'sla_2' THEN 1 END) AS sla_2_fired, "
+            "count(CASE WHEN t.kind = 'reminder' THEN 1 END) AS reminders_fired, "
+            "count(CASE WHEN t.kind = 'auto_resolve' THEN 1 END) AS auto_resolves_fired "
+            "FROM cases c LEFT JOIN timers t ON t.case_id = c.id AND t.state = 'fired' "
+            "WHERE c.created_at >= ? GROUP BY c.id ORDER BY c.id",
+            (since,),
+        ).fetchall()
+
+    def report_failed_mail(self, since: float) -> list[sqlite3.Row]:
+        """Outgoing mail queued at or after `since` and given up on, with the queue of its case (NULL if none)."""
+        return self.db.execute(
+            "SELECT o.id, o.case_id, o.purpose, o.created_at, c.queue FROM outbox o "
+            "LEFT JOIN cases c ON c.id = o.case_id WHERE o.state = 'failed' AND o.created_at >= ? ORDER BY o.id",
+            (since,),
+        ).fetchall()

@@ -1,0 +1,53 @@
+"""The automatic-mail guard (pure): the last word on acknowledgements, reminders and auto-closing mail.
+
+Headers catch most auto-responders (classify.py); this catches the rest. No
+automatic mail goes to an address whose mail bounced, and at most
+`max_per_hour` automatic mails go to one address in an hour. Mail a human
+wrote (a staff reply, a resolution notice) is never held back here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mailsvc.model import Action, QueueMail, Suppress
+
+AUTOMATIC_PURPOSES = frozenset({"ack", "reminder", "auto_resolved"})
+
+
+@dataclass(frozen=True, slots=True)
+class MailFacts:
+    """What the store knows of the recipients: bouncing ones, and automatic mails sent in the last hour."""
+
+    bouncing: frozenset[str] = frozenset()
+    recent: Mapping[str, int] | None = None
+
+
+def automatic_recipients(actions: Iterable[Action]) -> set[str]:
+    return {a.key for x in actions if isinstance(x, QueueMail) and x.purpose in AUTOMATIC_PURPOSES for a in x.to}
+
+
+def guard_automatic(actions: Iterable[Action], facts: MailFacts, max_per_hour: int) -> tuple[Action, ...]:
+    """Drop bouncing and over-limit recipients from automatic mail; a mail left with none is suppressed."""
+    sent = dict(facts.recent or {})
+    out: list[Action] = []
+    for action in actions:
+        if not (isinstance(action, QueueMail) and action.purpose in AUTOMATIC_PURPOSES):
+            out.append(action)
+            continue
+        keep = []
+        reasons = []
+        for rcpt in action.to:
+            if rcpt.key in facts.bouncing:
+                reasons.append(f"{rcpt.addr} is bouncing")
+            elif sent.get(rcpt.key, 0) >= max_per_hour:
+                reasons.append(f"rate limit: {max_per_hour} automatic mails to {rcpt.addr} in the last hour")
+            else:
+                keep.append(rcpt)
+                sent[rcpt.key] = sent.get(rcpt.key, 0) + 1
+        if keep:
+            out.append(QueueMail(action.purpose, action.template, tuple(keep), action.text, action.attach))
+        for reason in reasons:
+            out.append(Suppress(action.purpose, reason))
+    return tuple(out)
