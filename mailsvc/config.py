@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import date
 from email.headerregistry import Address as HeaderAddress
 from enum import StrEnum
 from pathlib import Path
@@ -185,14 +186,28 @@ class StaffMember(_Strict):
         return _check_address(value)
 
 
+def _clock_time(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted 17:00 as the number 1020 (base 60): take it back as a time."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
+
+
+def _date_text(value: Any) -> Any:
+    """YAML reads an unquoted 2026-12-25 as a date."""
+    if isinstance(value, (list, tuple)):
+        return [v.isoformat() if isinstance(v, date) else v for v in value]
+    return value
+
+
 class BusinessHoursConfig(_Strict):
     """Working time that SLA clocks count (reminders and closing count calendar time)."""
 
     timezone: str
     days: tuple[str, ...] = ("mon-fri",)
-    start: str = "09:00"
-    end: str = "17:00"
-    holidays: tuple[str, ...] = ()
+    start: Annotated[str, BeforeValidator(_clock_time)] = "09:00"
+    end: Annotated[str, BeforeValidator(_clock_time)] = "17:00"
+    holidays: Annotated[tuple[str, ...], BeforeValidator(_date_text)] = ()
 
     @model_validator(mode="after")
     def _valid_calendar(self) -> BusinessHoursConfig:

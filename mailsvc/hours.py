@@ -183,7 +183,7 @@ class _Clock:
         while late - early > _TICK:
             middle = early + (late - early) / 2
             if middle.astimezone(self.zone).replace(tzinfo=None) >= wall:
-                early = middle
+                late = middle
             else:
                 early = middle
         return late
@@ -239,9 +239,10 @@ def _parse_time(name: str, text: str) -> time:
 
 
 def _parse_date(text: str) -> date:
-    try:
-        if not _DATE.fullmatch(text):
-            raise ValueError
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"holiday {text!r} is not a date (YYYY-MM-DD)") from None
+    # date.fromisoformat also takes "20261225" and "2026-W52-5"; a holiday list reads better in one spelling.
+    if _DATE.fullmatch(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValueError(f"holiday {text!r} is not a date (YYYY-MM-DD)")

@@ -182,6 +182,13 @@ def test_opening_in_the_repeated_hour_is_its_first_pass() -> None:
     assert business_time_between(at(BERLIN, 2026, 10, 25), at(BERLIN, 2026, 10, 26), hours) == 3.5 * H
 
 
+def test_hours_wholly_in_the_skipped_hour_are_no_working_time() -> None:
+    hours = office("Europe/Berlin", "sun", "02:00", "02:45")
+    saturday = at(BERLIN, 2026, 3, 28, 12)
+    assert local(add_business_time(saturday, timedelta(0), hours), BERLIN) == datetime(2026, 4, 5, 2)
+    assert business_time_between(saturday, at(BERLIN, 2026, 3, 30), hours) == timedelta(0)
+
+
 def test_midnight_that_does_not_exist() -> None:
     # America/Santiago, 6 September 2026: the clock goes from 00:00 straight to 01:00.
     hours = office("America/Santiago", "sun", "00:00", "08:00")
