@@ -207,7 +207,8 @@ def figures(cases: Sequence[CaseFacts], mail_failed: int) -> Figures:
         by_status=StatusCounts(*(status[s] for s in CaseStatus)),
         first_response=first_response,
         resolution=resolution,
-        sla_1_breached=sum(1 for c in cases if c.sla_1_fired),
+        # A second-level escalation means the first level was breached too (after downtime only it is sent).
+        sla_1_breached=sum(1 for c in cases if c.sla_1_fired or c.sla_2_fired),
         sla_2_breached=sum(1 for c in cases if c.sla_2_fired),
         breach_rate=breached / len(cases) if cases else None,
         reminders_sent=sum(c.reminders_fired for c in cases),

@@ -16,6 +16,7 @@ import pytest
 from mailsvc.config import Config, parse_config
 from mailsvc.imap import ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
+from mailsvc.report import Figures, build_report, case_facts, failed_mail
 from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
 from mailsvc.store import Store
@@ -90,6 +91,12 @@ class Desk:
 
     def timers(self, case_id: int = 1) -> list[tuple[str, str]]:
         return [(r["kind"], r["state"]) for r in self.store.case_timers(case_id)]
+
+    def report(self) -> Figures:
+        """What `mailsvc report` would show for everything in the store."""
+        cases = [case_facts(dict(r)) for r in self.store.report_cases(0)]
+        failed = [failed_mail(dict(r)) for r in self.store.report_failed_mail(0)]
+        return build_report(cases, failed, now=self.clock(), since=datetime(2000, 1, 1, tzinfo=UTC)).total
 
 
 def purposes(mails: list[Captured]) -> list[str]:
@@ -172,6 +179,9 @@ def test_waiting_case_is_reminded_then_resolved_then_closed_each_once(desk: Desk
     assert desk.timers() == [
         ("reminder", "fired"), ("auto_resolve", "fired"), ("close", "fired"),
     ]  # fmt: skip
+    figures = desk.report()
+    assert (figures.reminders_sent, figures.auto_resolved, figures.by_status.closed) == (1, 1, 1)
+    assert figures.first_response.median == 0.0, "Bob answered at once (the clock did not move)"
 
 
 def test_requester_answer_stops_the_reminders(desk: Desk, clock: Clock) -> None:
@@ -227,6 +237,8 @@ def test_first_response_sla_counts_business_hours_over_a_weekend(
         at(23, 15, 1)
         (second,) = desk.take()
         assert second.rcpt_tos == ("head@example.org",) and "Level 2" in body(second)
+        figures = desk.report()
+        assert (figures.sla_1_breached, figures.sla_2_breached, figures.breach_rate) == (1, 1, 1.0)
     finally:
         desk.stop(final=True)
 
@@ -271,6 +283,7 @@ def test_satisfaction_answers_are_recorded_and_never_reopen(desk: Desk, clock: C
     desk.deliver(mail(subject="Rating: bad [Help #1]", body=""))
     assert (desk.case()["status"], desk.case()["satisfaction"]) == ("closed", 1)
     assert desk.store.db.execute("SELECT count(*) FROM cases").fetchone()[0] == 1
+    assert desk.report().satisfaction.answers == 1, "the case's latest answer counts"
 
 
 def test_mail_that_fails_for_good_is_reported_to_staff(desk: Desk, smtp: SmtpCapture) -> None:
@@ -283,6 +296,25 @@ def test_mail_that_fails_for_good_is_reported_to_staff(desk: Desk, smtp: SmtpCap
     assert "ack to ghost@example.net: 550 5.1.1 no such user" in body(notice)
     desk.tick()
     assert desk.take() == [], "told once"
+
+
+def test_mail_still_deferred_after_max_attempts_age_fails_and_staff_are_told(
+    desk: Desk, smtp: SmtpCapture, clock: Clock
+) -> None:
+    smtp.fail_next(1, code=451, message="4.3.0 try later")
+    desk.deliver(mail(subject="Slow server", sender="slow@example.net", message_id="<slow@example.net>"))
+    assert [m.rcpt_tos for m in desk.take()] == [("bob@example.org",)], "the ack was deferred"
+    (row,) = desk.store.db.execute("SELECT state, attempts FROM outbox WHERE purpose = 'ack'").fetchall()
+    assert tuple(row) == ("queued", 1)
+
+    smtp.fail_next(1, code=451, message="4.3.0 still later")
+    clock.advance(timedelta(seconds=desk.config.smtp.max_attempts_age + 1))
+    desk.send()
+    desk.tick()
+    (row,) = desk.store.db.execute("SELECT state, last_error FROM outbox WHERE purpose = 'ack'").fetchall()
+    assert tuple(row) == ("failed", "451 4.3.0 still later")
+    (notice,) = desk.take()
+    assert notice.rcpt_tos == ("bob@example.org",) and "ack to slow@example.net: 451 4.3.0 still later" in body(notice)
 
 
 def test_bouncing_requester_gets_no_automatic_mail_until_they_write(desk: Desk, clock: Clock) -> None:

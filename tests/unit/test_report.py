@@ -116,6 +116,11 @@ def test_sla_breaches_reminders_and_auto_resolves() -> None:
     assert t.auto_resolved == 2
 
 
+def test_a_second_level_sent_alone_after_downtime_counts_as_both_levels() -> None:
+    t = report([case(1, sla_2_fired=1), case(2)]).total
+    assert (t.sla_1_breached, t.sla_2_breached, t.breach_rate) == (1, 1, 0.5)
+
+
 def test_satisfaction_average_distribution_and_share_good() -> None:
     answers = [5, 5, 4, 1, 3]
     r = report([case(i, CaseStatus.CLOSED, satisfaction=a) for i, a in enumerate(answers)] + [case(9)])
