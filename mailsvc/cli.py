@@ -152,11 +152,7 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
     store = Store.open(config.store.path)
     try:
         case = store.case_by_id(args.case)
-        row = None
-        if case is not None:  # its latest filed message: a read-only query the store does not offer yet
-            row = store.db.execute(
-                "SELECT raw FROM messages WHERE case_id = ? AND state = 'filed' ORDER BY id DESC LIMIT 1", (case.id,)
-            ).fetchone()
+        raw = store.case_latest_raw(case.id) if case is not None else None
     finally:
         store.close()
     if case is None:
@@ -177,10 +173,10 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if row is None:
+    if raw is None:
         print(f"mailsvc templates preview: case {case.id} has no filed message to preview with", file=sys.stderr)
         return 1
-    msg = parse_message(bytes(row["raw"]))
+    msg = parse_message(raw)
     print(preview_mail(args.name, case, msg, config, now=datetime.now(UTC), html=args.html), end="")
     return 0
 

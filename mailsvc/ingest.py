@@ -39,8 +39,9 @@ from mailsvc.model import (
     ThreadMatch,
 )
 from mailsvc.parse import ParseLimits, parse_message
-from mailsvc.render import QueueView, Templates, compose
+from mailsvc.render import compose
 from mailsvc.store import Store
+from mailsvc.templatecheck import queue_templates, queue_view
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
 from mailsvc.trust import TrustPolicy, reply_address, token_from_recipients, verify_sender
@@ -100,10 +101,7 @@ class Pipeline:
             name: QueuePolicy(name, tuple(Address(s.address, s.name) for s in q.staff), q.comment_address)
             for name, q in config.queues.items()
         }
-        self.views = {
-            name: QueueView(name, q.address, q.display_name, q.subject_tag, q.tag_position)
-            for name, q in config.queues.items()
-        }
+        self.views = {name: queue_view(config, name) for name in config.queues}
         self.queue_addresses = {name: q.address for name, q in config.queues.items()}
         self.token_key = config.trust.key()
         self.trust = TrustPolicy(
@@ -112,10 +110,7 @@ class Pipeline:
             allow_spf=config.trust.allow_spf,
             trust_from_header=config.trust.trust_from_header,
         )
-        self.templates = {
-            name: Templates([d for d in (q.templates_dir, config.templates_dir) if d is not None])
-            for name, q in config.queues.items()
-        }
+        self.templates = queue_templates(config)
         self.log = get_logger(component="ingest")
 
     def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:

@@ -574,6 +574,13 @@ class Store:
         ).fetchone()
         return bytes(row[0]) if row else None
 
+    def case_latest_raw(self, case_id: int) -> bytes | None:
+        """The raw mail last filed on the case."""
+        row = self.db.execute(
+            "SELECT raw FROM messages WHERE case_id = ? AND state = 'filed' ORDER BY id DESC LIMIT 1", (case_id,)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
     # --- what the automatic-mail guard needs
 
     def bouncing(self, addresses: Sequence[str]) -> frozenset[str]:
