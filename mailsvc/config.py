@@ -151,6 +151,9 @@ _UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 def parse_duration(value: Any) -> Any:
     """Seconds as a number, or text like "3d", "4h", "1d 12h", "90m", "1w"."""
+    if isinstance(value, bool):
+        # YAML reads yes/no/on/off as booleans: `on` is not one second, and `off` is not null (turned off).
+        raise ValueError(f"not a duration: {value!r} (use e.g. 3d, 4h, 1d 12h, 90m, or seconds)")
     if not isinstance(value, str):
         return value
     text = value.strip().lower()
@@ -193,6 +196,11 @@ def _clock_time(value: Any) -> Any:
     return value
 
 
+def _one_or_many(value: Any) -> Any:
+    """`days: mon-fri` as well as `days: [mon-fri, sun]`."""
+    return [value] if isinstance(value, str) else value
+
+
 def _date_text(value: Any) -> Any:
     """YAML reads an unquoted 2026-12-25 as a date."""
     if isinstance(value, (list, tuple)):
@@ -204,7 +212,7 @@ class BusinessHoursConfig(_Strict):
     """Working time that SLA clocks count (reminders and closing count calendar time)."""
 
     timezone: str
-    days: tuple[str, ...] = ("mon-fri",)
+    days: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = ("mon-fri",)
     start: Annotated[str, BeforeValidator(_clock_time)] = "09:00"
     end: Annotated[str, BeforeValidator(_clock_time)] = "17:00"
     holidays: Annotated[tuple[str, ...], BeforeValidator(_date_text)] = ()
@@ -382,7 +390,9 @@ class Config(_Strict):
         for name, q in self.queues.items():
             imap = q.imap or self.imap
             where = (imap.host, imap.user, q.folder or imap.folder)
-            if (q.folder or q.imap) and where in seen:
+            if not (q.folder or q.imap):
+                continue  # routed by address from the main folder
+            if where in seen:
                 raise ValueError(f"queues.{name}: its folder is already watched for {seen[where]}")
             seen[where] = f"queues.{name}"
         return self

@@ -125,6 +125,8 @@ def _open_case(msg: InboundMessage, found: Classification, queue: QueuePolicy, p
     ]
     if is_automatic(found.kind):
         actions.append(Suppress("ack", found.reason))
+        if found.bounced:  # a bounce of mail we cannot place: the address is bad all the same
+            actions.append(MarkBouncing(found.bounced, found.reason))
         return Decision(None, queue.name, tuple(actions))
     actions.append(QueueMail("ack", "ack", (msg.from_,)))
     if queue.staff:

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 _WORDS = {"good": 5, "bad": 1, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5}
-_SUBJECT = re.compile(r"\brating\s*[:=]?\s*(good|bad|[1-5])\b", re.IGNORECASE)
+# At the start (after reply prefixes only): a case's own subject ("Fire rating 2 doors") is no answer.
+_SUBJECT = re.compile(r"^(?:\s*(?:re|aw|sv|antw|fwd?)\s*:)*\s*rating\s*[:=]\s*(good|bad|[1-5])\b", re.IGNORECASE)
 # The rating alone on the first line: "5", "4/5", "Good!"; "2 printers are down" is not one.
 _FIRST_LINE = re.compile(r"^[^\w]*(good|bad|[1-5])(?:\s*/\s*5)?[^\w]*$", re.IGNORECASE)
 

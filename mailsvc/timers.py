@@ -69,6 +69,9 @@ def plan_timers(
                 out.extend(_sla_timers(policy, now))
             case QueueMail(purpose="relay"):
                 out.append(CancelTimers(SLA_TIMERS, "staff answered"))
+                if status is CaseStatus.WAITING:
+                    # A new answer while waiting: the requester's time starts again.
+                    out.extend(_status_timers(None, CaseStatus.WAITING, policy, now))
             case SetStatus(status=new) if new is not status:
                 out.extend(_status_timers(status, new, policy, now))
                 status = new

@@ -1,20 +1,23 @@
 from collections.abc import Sequence
 
 from mailsvc.classify import ClassifyContext, classify
-from mailsvc.decide import QueuePolicy, decide
+from mailsvc.decide import QueuePolicy, decide, decide_send_failure
 from mailsvc.model import (
     AddCc,
     Address,
     Case,
     CaseStatus,
     Classification,
+    ClearBouncing,
     Decision,
     FileMessage,
     InboundMessage,
+    MarkBouncing,
     MergeInto,
     MessageKind,
     OpenCase,
     QueueMail,
+    RecordSatisfaction,
     RemoveCc,
     SetOwner,
     SetPriority,
@@ -201,3 +204,126 @@ def test_forged_staff_mail_relays_nothing_runs_nothing_and_alerts_staff() -> Non
 def test_existing_case_keeps_its_queue() -> None:
     decision = run(message(), ThreadMatch(case(queue="billing"), "tag"))
     assert decision.queue == "billing"
+
+
+# --- satisfaction answers, bouncing recipients, failed mail
+
+
+def rating_reply(text: str, subject: str = "Re: [Help #42] Printer on floor 3 is jammed") -> InboundMessage:
+    return message(subject=subject, text=text)
+
+
+def test_rating_on_a_resolved_case_is_recorded_and_does_not_reopen() -> None:
+    msg = rating_reply("5\n\nOn Mon, 23 Nov 2026, Help <help@example.org> wrote:\n> Was your problem solved?\n")
+    decision = run(msg, ThreadMatch(case(status=CaseStatus.RESOLVED), "tag"))
+    assert decision.case_id == 42
+    assert decision.actions == (
+        FileMessage(MessageKind.REQUESTER_REPLY, note="satisfaction 5"),
+        RecordSatisfaction(5, "5"),
+        ClearBouncing("alice@example.net"),
+    )
+
+
+def test_rating_with_a_remark_tells_staff() -> None:
+    decision = run(rating_reply("bad\nStill jams on page 2.\n"), ThreadMatch(case(status=CaseStatus.RESOLVED), "tag"))
+    assert decision.actions == (
+        FileMessage(MessageKind.REQUESTER_REPLY, note="satisfaction 1"),
+        RecordSatisfaction(1, "bad"),
+        QueueMail("notify", "notify", (BOB, CAROL), text="Rated 1/5: Still jams on page 2."),
+        ClearBouncing("alice@example.net"),
+    )
+
+
+def test_rating_on_a_closed_case_is_recorded_without_a_new_case() -> None:
+    decision = run(rating_reply("", subject="Rating: 4 [Help #42]"), ThreadMatch(case(status=CaseStatus.CLOSED), "tag"))
+    assert decision.case_id == 42
+    assert decision.actions == (
+        FileMessage(MessageKind.REQUESTER_REPLY, note="satisfaction 4"),
+        RecordSatisfaction(4, "4"),
+        ClearBouncing("alice@example.net"),
+    )
+
+
+def test_a_reply_that_is_no_rating_still_reopens_a_resolved_case() -> None:
+    decision = run(rating_reply("2 printers are down now.\n"), ThreadMatch(case(status=CaseStatus.RESOLVED), "tag"))
+    assert SetStatus(CaseStatus.OPEN) in decision.actions
+    assert not [a for a in decision.actions if isinstance(a, RecordSatisfaction)]
+
+
+def test_a_rating_like_word_in_the_case_subject_is_no_rating() -> None:
+    the_case = case(status=CaseStatus.RESOLVED, subject="Fire rating 2 doors need inspection")
+    msg = rating_reply(
+        "The doors are still not inspected.\n", subject="Re: Fire rating 2 doors need inspection [Help #42]"
+    )
+    decision = run(msg, ThreadMatch(the_case, "tag"))
+    assert SetStatus(CaseStatus.OPEN) in decision.actions
+    assert not [a for a in decision.actions if isinstance(a, RecordSatisfaction)]
+
+
+def test_a_rating_on_an_open_case_is_an_ordinary_reply() -> None:
+    decision = run(rating_reply("5\n"), ThreadMatch(case(), "tag"))
+    assert decision.actions[0] == FileMessage(MessageKind.REQUESTER_REPLY)
+    assert not [a for a in decision.actions if isinstance(a, RecordSatisfaction)]
+
+
+def test_hard_bounce_marks_the_recipients_bouncing_and_tells_staff() -> None:
+    reason = "550 5.1.1 <alice@example.net>: user unknown"
+    found = Classification(MessageKind.BOUNCE, reason, bounced=("alice@example.net",))
+    msg = message(from_=Address("MAILER-DAEMON@mx.example.net"), subject="Undelivered Mail Returned to Sender")
+    decision = run(msg, ThreadMatch(case(status=CaseStatus.WAITING), "references"), found=found)
+    assert decision.actions == (
+        FileMessage(MessageKind.BOUNCE, note=reason),
+        MarkBouncing(("alice@example.net",), reason),
+        QueueMail("bounce_notice", "bounce_notice", (BOB, CAROL), text=reason),
+    )
+
+
+def test_bounce_naming_no_recipient_marks_nobody() -> None:
+    found = Classification(MessageKind.BOUNCE, "delivery status notification")
+    msg = message(from_=Address("MAILER-DAEMON@mx.example.net"))
+    decision = run(msg, ThreadMatch(case(), "references"), found=found)
+    assert not [a for a in decision.actions if isinstance(a, MarkBouncing | ClearBouncing)]
+
+
+def test_requester_mail_clears_bouncing_last() -> None:
+    reply = run(message(from_=Address("Alice@Example.NET")), ThreadMatch(case(), "tag"))
+    assert reply.actions[-1] == ClearBouncing("alice@example.net")
+    assert [a for a in reply.actions if isinstance(a, ClearBouncing)] == [ClearBouncing("alice@example.net")]
+    request = run(message())
+    assert request.actions[-1] == ClearBouncing("alice@example.net")
+
+
+def test_staff_and_automatic_mail_clear_nothing() -> None:
+    staff = run(staff_reply("Try again.\n"), ThreadMatch(case(), "token"), STAFF)
+    auto = run(message(headers={"Auto-Submitted": ["auto-replied"]}), ThreadMatch(case(), "tag"))
+    new_auto = run(message(headers={"Auto-Submitted": ["auto-replied"]}))
+    for decision in (staff, auto, new_auto):
+        assert not [a for a in decision.actions if isinstance(a, ClearBouncing)]
+
+
+def test_failed_mail_to_the_requester_is_reported_to_staff() -> None:
+    error = "550 5.1.1 no such user"
+    assert decide_send_failure(case(), QUEUES["help"], "ack", "alice@example.net", error) == (
+        QueueMail("send_failed", "send_failed", (BOB, CAROL), text="ack to alice@example.net: 550 5.1.1 no such user"),
+    )
+    owned = case(owner="carol@example.org")
+    assert decide_send_failure(owned, QUEUES["help"], "relay", "alice@example.net", error) == (
+        QueueMail("send_failed", "send_failed", (CAROL,), text="relay to alice@example.net: 550 5.1.1 no such user"),
+    )
+
+
+def test_failed_mail_to_staff_is_not_reported_by_more_mail() -> None:
+    assert decide_send_failure(case(), QUEUES["help"], "notify", "bob@example.org", "550 mailbox full") == (
+        Suppress("send_failed", "the failed mail (notify) was itself to staff"),
+    )
+    assert decide_send_failure(case(queue="billing"), QUEUES["billing"], "ack", "alice@example.net", "550") == (
+        Suppress("send_failed", "the queue has no staff"),
+    )
+
+
+def test_bounce_that_threads_nowhere_still_marks_the_address() -> None:
+    reason = "550 5.1.1 <gone@example.net>: user unknown"
+    found = Classification(MessageKind.BOUNCE, reason, bounced=("gone@example.net",))
+    decision = run(message(from_=Address("MAILER-DAEMON@mx.example.net")), found=found)
+    assert decision.actions[-1] == MarkBouncing(("gone@example.net",), reason)
+    assert not [a for a in decision.actions if isinstance(a, QueueMail)]
