@@ -11,6 +11,12 @@ as_root() {
 need_apt=()
 have_dovecot() { command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]; }
 have_dovecot || need_apt+=(dovecot-imapd)
+# tests/integration/test_systemd.py: systemd-analyze, -sysusers and -tmpfiles check the files in systemd/
+# (Debian container images lack the systemd package), verify wants ExecReload='s /bin/kill, strace
+# traces the daemon for the unit's system call filter.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+[ -x /bin/kill ] || need_apt+=(procps)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
