@@ -127,6 +127,9 @@ class ImapConfig(_Server):
     poll_interval: float = Field(default=60.0, gt=0)
     idle_renew: float = Field(default=25 * 60.0, gt=0, le=29 * 60.0)
     fetch_batch: int = Field(default=200, ge=1, le=5000)
+    # Reconnecting after a failure: the first delay, doubling (with jitter) up to the cap.
+    retry_base: float = Field(default=1.0, gt=0)
+    retry_cap: float = Field(default=60.0, gt=0)
 
     @property
     def effective_port(self) -> int:

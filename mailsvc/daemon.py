@@ -145,7 +145,7 @@ def watch_mailbox(
     """Ingest one folder until `stop`: connect, pass, wait (IDLE or poll), pass... reconnecting on failure."""
     store = Store.open(config.store.path)
     pipeline = Pipeline(config, store)
-    backoff = Backoff()
+    backoff = Backoff(spec.imap.retry_base, spec.imap.retry_cap)
     while not stop.is_set():
         source = open_source(spec)
         try:
@@ -153,9 +153,11 @@ def watch_mailbox(
             log.info("imap_connected", host=spec.imap.host, folder=source.mailbox, uidvalidity=source.uidvalidity,
                      idle="IDLE" in source.capabilities and spec.imap.idle, queue=spec.queue)  # fmt: skip
             ready.connected(source.mailbox)
-            backoff.reset()
             while not stop.is_set():
                 result = ingest_pass(source, pipeline, committed)
+                # Only a whole pass proves the server works: one that takes logins and fails
+                # every pass is retried with growing delays too.
+                backoff.reset()
                 if result.filed or result.quarantined or result.duplicates or result.moved:
                     log.info("pass_finished", folder=source.mailbox, filed=result.filed,
                              quarantined=result.quarantined, duplicates=result.duplicates,
@@ -324,6 +326,9 @@ def _reloaded(reload: Callable[[], Config] | None) -> Config | None:
         log.error("config_reload_refused", problems=[f"{path}: {reason}" for path, reason in exc.problems])
     except MailsvcError as exc:
         log.error("config_reload_refused", problems=[str(exc)])
+    except Exception as exc:
+        # Escaping serve() here would leave the running generation's threads behind, hanging the process.
+        log.error("config_reload_refused", problems=[f"{type(exc).__name__}: {exc}"])
     return None
 
 

@@ -128,13 +128,17 @@ class ImapSource:
 def _closed_by_peer(client: IMAPClient) -> bool:
     """Whether the server has ended the connection (end of stream or reset); reads nothing."""
     sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # with a timeout, recv would first wait that long for data to arrive
     try:
         # socket.socket.recv peeks at the TCP stream itself, under TLS too (SSLSocket.recv refuses flags).
-        return socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        return socket.socket.recv(sock, 1, socket.MSG_PEEK) == b""
     except BlockingIOError:
         return False
     except OSError:
         return True
+    finally:
+        sock.settimeout(timeout)
 
 
 def _close_quietly(client: IMAPClient) -> None:

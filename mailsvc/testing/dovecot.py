@@ -15,16 +15,19 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 import imapclient
+from imapclient.exceptions import LoginError
 
 HOST = "127.0.0.1"
 # Dovecot lower-cases logins (auth_username_format = %Lu) and %u becomes a file name, so keep names tame.
 _USER_RE = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,63}")
 _APPENDUID_RE = re.compile(rb"APPENDUID \d+ ([\d:,]+)")
+_COMMAND_RE = re.compile(r"imap\((?P<user>[^)]+)\)<\d+><[^>]*>: Debug: Command finished: (?P<name>\S+)")
 
 
 class DovecotError(RuntimeError):
@@ -67,11 +70,14 @@ class PrivateDovecot:
 
     host = HOST
 
-    def __init__(self, base: Path, port: int | None = None, *, disable_move: bool = False) -> None:
+    def __init__(self, base: Path, port: int | None = None, *, disable_move: bool = False, trace: bool = False) -> None:
         self.base = Path(base).resolve()
         self.port = port or _free_port()
         self._auto_port = port is None
         self.disable_move = disable_move
+        # Log each IMAP command a session finishes and show the running one in its process title, so tests
+        # can see what a client did and is doing (`commands`, `idling`).
+        self.trace = trace
         self.conf_path = self.base / "dovecot.conf"
         self.log_path = self.base / "dovecot.log"
         self.run_dir = self.base / "run"
@@ -134,6 +140,21 @@ class PrivateDovecot:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_temp_dir(cls, *, trace: bool = False, disable_move: bool = False) -> Iterator[PrivateDovecot]:
+        """A started server in a new folder of the system's temp dir, removed when done.
+
+        Not under pytest's base temp: any other pytest run of the same user makes that 0700 again, and
+        Dovecot's unprivileged processes then lose their way to the passwd-files and the mail.
+        """
+        base = Path(tempfile.mkdtemp(prefix="mailsvc-dovecot-"))
+        try:
+            with cls(base, trace=trace, disable_move=disable_move) as server:
+                yield server
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
         chunks = []
@@ -216,7 +237,107 @@ class PrivateDovecot:
             if not c.folder_exists(folder):
                 c.create_folder(folder)
 
+    def delete_folder(self, user: str, folder: str) -> None:
+        with self.client(user) as c:
+            if c.folder_exists(folder):
+                c.delete_folder(folder)
+
+    def uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        with self.client(user) as c:
+            return int(c.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+
+    # -- faults ------------------------------------------------------------------------------------------------
+    def set_password(self, user: str, password: str, timeout: float = 5.0) -> None:
+        """Change a user's password; returns once the server accepts the new one (and so refuses the old).
+
+        Sessions already logged in stay open: `kick` them to make their clients log in again.
+        """
+        path = self.users_dir / user
+        if not path.is_file():
+            raise ValueError(f"no user {user!r} on this server")
+        before = path.stat().st_mtime
+        self.add_user(user, password)
+        # Dovecot re-reads a passwd-file only when its mtime (whole seconds) or size changed.
+        if int(path.stat().st_mtime) <= int(before):
+            os.utime(path, (int(before) + 1, int(before) + 1))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client(user, password).logout()
+                return
+            except LoginError:
+                # It looks at a file at most once a second.
+                if time.monotonic() > deadline:
+                    raise DovecotError(f"the new password of {user} not accepted after {timeout}s") from None
+                time.sleep(0.1)
+
+    def sessions(self, user: str) -> list[int]:
+        """The pids of the user's IMAP sessions (`doveadm who`)."""
+        out = self._doveadm("-f", "tab", "who", "-1", user)
+        rows = [line.split("\t") for line in out.splitlines()[1:] if line.strip()]
+        return [int(row[2]) for row in rows if len(row) >= 3 and row[0] == user]
+
+    def kick(self, user: str, timeout: float = 5.0) -> int:
+        """End the user's sessions the polite way (the server says BYE); returns how many there were."""
+        pids = self.sessions(user)
+        if pids:
+            self._doveadm("kick", user)
+            self._wait_gone(pids, timeout)
+        return len(pids)
+
+    def kill_sessions(self, user: str, timeout: float = 5.0) -> int:
+        """SIGKILL the user's session processes: their connections drop without a BYE. Returns how many."""
+        pids = self.sessions(user)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._wait_gone(pids, timeout)
+        return len(pids)
+
+    def idling(self, user: str) -> bool:
+        """Whether one of the user's sessions is in IDLE now (needs trace=True)."""
+        self._need_trace()
+        for pid in self.sessions(user):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").endswith(b" IDLE]"):
+                    return True
+        return False
+
+    def wait_idling(self, user: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.idling(user):
+            if time.monotonic() > deadline:
+                raise DovecotError(f"no session of {user} in IDLE after {timeout}s")
+            time.sleep(0.02)
+
+    def commands(self, user: str) -> list[str]:
+        """The IMAP commands the user's sessions finished, in order (needs trace=True)."""
+        self._need_trace()
+        with contextlib.suppress(FileNotFoundError):
+            text = self.log_path.read_text(errors="replace")
+            return [m["name"].upper() for m in _COMMAND_RE.finditer(text) if m["user"] == user]
+        return []
+
     # -- internals -----------------------------------------------------------------------------------------
+    def _need_trace(self) -> None:
+        if not self.trace:
+            raise DovecotError("start the server with trace=True to see what sessions do")
+
+    def _doveadm(self, *args: str) -> str:
+        command = [_binary("doveadm"), "-c", str(self.conf_path), *args]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+        if proc.returncode != 0:
+            raise DovecotError(f"doveadm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout
+
+    @staticmethod
+    def _wait_gone(pids: list[int], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(Path(f"/proc/{pid}").exists() for pid in pids):
+            if time.monotonic() > deadline:
+                raise DovecotError(f"sessions {pids} still running after {timeout}s")
+            time.sleep(0.02)
+
     def _make_dirs(self) -> None:
         for d in (self.base, self.run_dir, self.base / "state", self.users_dir, self.base / "mail"):
             d.mkdir(parents=True, exist_ok=True)
@@ -256,6 +377,8 @@ class PrivateDovecot:
             ]
         if self._capabilities is not None:
             extra.append(f"imap_capability = {' '.join(self._capabilities)}")
+        if self.trace:
+            extra += ["log_debug = event=imap_command_finished", "verbose_proctitle = yes"]
         chroot = "" if self._root else "  chroot =\n"  # chroot needs root
         return f"""# Written by mailsvc.testing.dovecot; everything stays under {b}
 base_dir = {self.run_dir}
@@ -357,12 +480,17 @@ service anvil {{
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        # The master exits before its log process does; nothing of the group may outlive stop().
-        deadline = time.monotonic() + timeout
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _group_alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
+        # The master exits before its log process does, and leaves a session in IDLE running for another
+        # 10s: after a moment, end what is left as systemd would (SIGTERM to all: sessions say BYE).
+        # Nothing of the group may outlive stop().
+        for sig, wait in ((signal.SIGTERM, min(1.0, timeout)), (signal.SIGKILL, timeout)):
+            deadline = time.monotonic() + wait
+            while _group_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not _group_alive(proc.pid):
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
 
     def _stop_stale(self) -> None:
         # A previous run on this base that was killed hard leaves its master behind holding the pid file.

@@ -21,14 +21,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateDovecot]:
+def dovecot() -> Iterator[PrivateDovecot]:
     """One private Dovecot for the session; tests stay apart by each getting their own user."""
-    server = PrivateDovecot(tmp_path_factory.mktemp("dovecot"))
-    server.start()
-    try:
+    # In the system's temp dir, not pytest's: see PrivateDovecot.in_temp_dir.
+    with PrivateDovecot.in_temp_dir() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

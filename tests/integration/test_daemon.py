@@ -27,7 +27,9 @@ class Daemon:
         )
 
     def events(self) -> list[dict[str, Any]]:
-        lines = self.log_path.read_text().splitlines()
+        text = self.log_path.read_text()
+        # The last line may be half written: only whole lines count.
+        lines = text.splitlines()[: text.count("\n")]
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     def wait_for_event(self, name: str, timeout: float = 15) -> dict[str, Any]:
