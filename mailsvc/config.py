@@ -494,6 +494,8 @@ def load_config(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([("(file)", f"cannot read {path}: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("(file)", f"not UTF-8 text: byte {exc.start} cannot be decoded")]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -58,8 +58,7 @@ class ImapSource:
                 client.starttls(_tls_context(cfg))
             client.login(cfg.user or "", self._password)
             for folder in (cfg.processed_folder, cfg.quarantine_folder):
-                if not client.folder_exists(folder):
-                    client.create_folder(folder)
+                _ensure_folder(client, folder)
             selected = client.select_folder(cfg.folder)
         except BaseException:
             _close_quietly(client)
@@ -139,6 +138,17 @@ def _closed_by_peer(client: IMAPClient) -> bool:
         return True
     finally:
         sock.settimeout(timeout)
+
+
+def _ensure_folder(client: IMAPClient, folder: str) -> None:
+    """Create `folder` unless it exists; another watcher of the same account may create it meanwhile."""
+    if client.folder_exists(folder):
+        return
+    try:
+        client.create_folder(folder)
+    except IMAPClientError:
+        if not client.folder_exists(folder):
+            raise
 
 
 def _close_quietly(client: IMAPClient) -> None:

@@ -18,7 +18,7 @@ from mailsvc.bounce import detect_bounce
 from mailsvc.classify import ClassifyContext, classify, is_automatic
 from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide
-from mailsvc.guard import AUTOMATIC_PURPOSES, MailFacts, automatic_recipients, guard_automatic
+from mailsvc.guard import MailFacts, automatic_recipients, guard_automatic
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
 from mailsvc.model import (
@@ -144,7 +144,7 @@ class Pipeline:
         since = now - timedelta(hours=1)
         facts = MailFacts(
             bouncing=self.store.bouncing(rcpts) - cleared,
-            recent=self.store.automatic_mail_counts(rcpts, sorted(AUTOMATIC_PURPOSES), since),
+            recent=self.store.automatic_mail_counts(rcpts, since),
         )
         return guard_automatic(actions, facts, self.max_automatic)
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailsvc.errors import StoreError
+from mailsvc.guard import AUTOMATIC_PURPOSES
 from mailsvc.model import (
     Action,
     AddCc,
@@ -342,6 +343,11 @@ class Store:
                     mail = compose(action, case, msg)
                     outbox.append(self.enqueue(mail, case_id, message_row, now))
                     self._link_message_id(mail.message_id, case_id)
+                    if action.purpose in AUTOMATIC_PURPOSES:
+                        self.db.executemany(
+                            "INSERT INTO automatic_mail (address, at, outbox_id) VALUES (?,?,?)",
+                            [(a.key, _ts(now), outbox[-1]) for a in action.to],
+                        )
                     if action.purpose == "relay":
                         self.db.execute(
                             "UPDATE cases SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
@@ -591,24 +597,14 @@ class Store:
         rows = self.db.execute(f"SELECT address FROM bouncing WHERE address IN ({marks})", keys)  # noqa: S608
         return frozenset(r[0] for r in rows)
 
-    def automatic_mail_counts(
-        self, addresses: Sequence[str], purposes: Sequence[str], since: datetime
-    ) -> dict[str, int]:
-        """How many mails of these purposes each address was sent (queued) since `since`."""
-        keys = {a.lower() for a in addresses}
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(purposes))
-        counts = dict.fromkeys(keys, 0)
-        rows = self.db.execute(
-            f"SELECT rcpt_to FROM outbox WHERE created_at >= ? AND purpose IN ({marks})",  # noqa: S608
-            (_ts(since), *purposes),
-        )
-        for (rcpt_to,) in rows:
-            for rcpt in rcpt_to.lower().split("\n"):
-                if rcpt in counts:
-                    counts[rcpt] += 1
-        return counts
+    def automatic_mail_counts(self, addresses: Sequence[str], since: datetime) -> dict[str, int]:
+        """How many automatic mails each address was sent (queued) since `since`."""
+        return {
+            key: self.db.execute(
+                "SELECT count(*) FROM automatic_mail WHERE address = ? AND at >= ?", (key, _ts(since))
+            ).fetchone()[0]
+            for key in {a.lower() for a in addresses}
+        }
 
     def unnoticed_failures(self, limit: int = 100) -> list[sqlite3.Row]:
         """Mail that failed for good and the team has not been told of."""

@@ -37,6 +37,11 @@ CREATE TABLE bouncing (
 ALTER TABLE outbox ADD COLUMN failure_noticed INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX outbox_failed ON outbox (id) WHERE state = 'failed' AND failure_noticed = 0;
 
--- Automatic mail per recipient, for the per-sender rate limit (outbox rows are
--- per mail, not per recipient).
-CREATE INDEX outbox_by_created ON outbox (created_at);
+-- Automatic mail per recipient, for the per-address limit (an outbox row is per
+-- mail, and may have several recipients).
+CREATE TABLE automatic_mail (
+    address         TEXT NOT NULL,
+    at              REAL NOT NULL,
+    outbox_id       INTEGER NOT NULL REFERENCES outbox (id)
+);
+CREATE INDEX automatic_mail_by_address ON automatic_mail (address, at);
