@@ -31,6 +31,7 @@ from mailsvc.templatecheck import (
     template_names,
     visible_templates,
 )
+from mailsvc.trust import redact_tokens
 
 DEFAULT_CONFIG = Path(os.environ.get("MAILSVC_CONFIG", "/etc/mailsvc/mailsvc.yaml"))
 
@@ -80,6 +81,11 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def show(text: str = "") -> None:
+    """Print for people: reply-token signatures (credentials) in quoted mail are masked."""
+    print(redact_tokens(text))
+
+
 def cmd_cases_show(args: argparse.Namespace) -> int:
     store = Store.open(load_config(args.config).store.path)
     case = store.case_by_id(args.id)
@@ -87,29 +93,29 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
         print(f"no case {args.id}", file=sys.stderr)
         return 1
     requester = f"{case.requester.name} <{case.requester.addr}>" if case.requester.name else case.requester.addr
-    print(f"Case {case.id}: {case.subject}")
-    print(f"  queue {case.queue}, status {case.status.value}, priority {case.priority}, owner {case.owner or '-'}")
-    print(f"  requester {requester}")
-    print(f"  opened {case.created_at:%Y-%m-%d %H:%M:%S}, updated {case.updated_at:%Y-%m-%d %H:%M:%S} (UTC)")
-    print("\nMessages:")
+    show(f"Case {case.id}: {case.subject}")
+    show(f"  queue {case.queue}, status {case.status.value}, priority {case.priority}, owner {case.owner or '-'}")
+    show(f"  requester {requester}")
+    show(f"  opened {case.created_at:%Y-%m-%d %H:%M:%S}, updated {case.updated_at:%Y-%m-%d %H:%M:%S} (UTC)")
+    show("\nMessages:")
     for m in store.case_messages(case.id):
-        print(f"  #{m['id']} {_when(m['received_at'])} {m['kind']} from {m['from_addr']} ({m['size']} bytes)")
-        print(f"     Message-ID: {m['message_id'] or '-'}")
+        show(f"  #{m['id']} {_when(m['received_at'])} {m['kind']} from {m['from_addr']} ({m['size']} bytes)")
+        show(f"     Message-ID: {m['message_id'] or '-'}")
         for a in store.message_attachments(m["id"]):
-            print(f"     attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+            show(f"     attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
         for line in (m["body_text"] or "").strip().splitlines()[: args.lines]:
-            print(f"     | {line}")
-    print("\nOutgoing mail:")
+            show(f"     | {line}")
+    show("\nOutgoing mail:")
     for o in store.case_outbox(case.id):
         error = f", last error: {o['last_error']}" if o["last_error"] else ""
-        print(
+        show(
             f"  #{o['id']} {o['purpose']} to {o['rcpt_to'].replace(chr(10), ', ')}: {o['state']} "
             f"after {o['attempts']} attempt(s), queued {_when(o['created_at'])}, sent {_when(o['sent_at'])}{error}"
         )
-        print(f"     Message-ID: {o['message_id']}")
-    print("\nHistory:")
+        show(f"     Message-ID: {o['message_id']}")
+    show("\nHistory:")
     for e in store.case_events(case.id):
-        print(f"  {_when(e['at'])} {e['event']} {e['detail']}")
+        show(f"  {_when(e['at'])} {e['event']} {e['detail']}")
     return 0
 
 

@@ -14,14 +14,18 @@ from typing import Any
 
 import structlog
 
+from mailsvc.trust import redact_tokens
+
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|credential", re.IGNORECASE)
 
 
 def redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """No password or token reaches a log line, whatever a caller passes."""
-    for key in event:
+    for key, value in event.items():
         if _SECRET_KEYS.search(key):
             event[key] = "[redacted]"
+        elif isinstance(value, str) and "+c" in value:
+            event[key] = redact_tokens(value)
     return event
 
 

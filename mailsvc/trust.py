@@ -194,6 +194,14 @@ def verify_token(token: str, key: bytes) -> int | None:
     return None
 
 
+_TOKEN_IN_TEXT = re.compile(r"(\+c(?:0|[1-9][0-9]{0,11})-)[0-9a-f]{16}(?=@)", re.IGNORECASE)
+
+
+def redact_tokens(text: str) -> str:
+    """help+c42-<signature>@... -> help+c42-[redacted]@...: a token's signature is a credential."""
+    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", text)
+
+
 def reply_address(help_address: str, case_id: int, key: bytes) -> str:
     """help@example.org -> help+c42-<sig>@example.org (plus addressing, as Postfix and Dovecot deliver it)."""
     local, at, domain = help_address.strip().rpartition("@")

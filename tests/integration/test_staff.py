@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mailsvc.config import Config, parse_config
+from mailsvc.cli import main
+from mailsvc.config import Config, load_config
 from mailsvc.daemon import run_once
 from mailsvc.store import Store
 from mailsvc.strip import MARKER
 from mailsvc.testing.dovecot import Mailbox
-from mailsvc.testing.sandbox import mail, sandbox_config
+from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import Captured, SmtpCapture
 
 BOB = "Bob Staff <bob@example.org>"
@@ -30,7 +31,7 @@ def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
         {"address": "bob@example.org", "name": "Bob Staff"},
         {"address": "carol@example.org", "name": "Carol Staff"},
     ]
-    return parse_config(raw, tmp_path)
+    return load_config(write_config(tmp_path / "mailsvc.yaml", raw))
 
 
 def body(captured: Captured) -> str:
@@ -249,3 +250,24 @@ def test_assign_status_cc_remove_close_and_merge(config: Config, mailbox: Mailbo
     assert "Printer again" in subjects
     assert store.case_messages(second) == []
     assert smtp.messages == [], "commands alone send nothing"
+
+
+def test_reply_token_signature_shows_in_neither_cases_show_nor_logs(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    case_id, notify = open_case(config, mailbox, smtp)
+    token_address = notify.message["Reply-To"]
+    signature = token_address.partition("@")[0].rpartition("-")[2]
+    assert len(signature) == 16
+    # Bob's client quotes the header line with the token address under his answer.
+    reply = staff_reply(notify, f"Fixed.\n\nOn Mon, Help Desk <{token_address}> wrote:\n> old text")
+    capsys.readouterr()
+    mailbox.append(reply)
+    run_once(config)
+    logs = capsys.readouterr().out
+    assert "relay_queued" in logs and signature not in logs
+
+    assert main(["cases", "show", str(case_id), "-c", str(tmp_path / "mailsvc.yaml"), "--lines", "50"]) == 0
+    shown = capsys.readouterr().out
+    assert "Fixed." in shown and "[redacted]@example.org" in shown
+    assert signature not in shown

@@ -4,10 +4,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailsvc.log import redact_secrets
 from mailsvc.model import Address
 from mailsvc.trust import (
     TrustPolicy,
     aligned,
+    redact_tokens,
     reply_address,
     sign_token,
     token_from_recipients,
@@ -284,3 +286,15 @@ def test_no_token_from_strangers_or_bad_signatures() -> None:
 )
 def test_alignment(domain: str, from_domain: str, expected: bool) -> None:
     assert aligned(domain, from_domain) is expected
+
+
+def test_token_signatures_are_masked_in_text_and_log_events() -> None:
+    address = reply_address("help@example.org", 42, b"k" * 32)
+    signature = address.partition("@")[0].rpartition("-")[2]
+    text = f"On Mon, Help Desk <{address}> wrote:"
+    assert redact_tokens(text) == "On Mon, Help Desk <help+c42-[redacted]@example.org> wrote:"
+    assert redact_tokens("a+c1-notatoken@example.org and c42-0123456789abcdef") == (
+        "a+c1-notatoken@example.org and c42-0123456789abcdef"
+    ), "only a signature in an address is touched"
+    event = redact_secrets(None, "info", {"event": "x", "to": address, "token_key": "k", "n": 1})
+    assert signature not in str(event) and event["token_key"] == "[redacted]" and event["n"] == 1
