@@ -42,17 +42,40 @@ class Scheduler:
             if not due:
                 break
             for case_id, timers in due.items():
-                with self.store.transaction():
-                    applied = self._fire(case_id, timers)
+                try:
+                    with self.store.transaction():
+                        applied = self._fire(case_id, timers)
+                except Exception as exc:  # a bug or a broken template must not stop every other case's timers
+                    self._give_up(case_id, timers, f"{type(exc).__name__}: {exc}")
+                    continue
                 result.timers += len(timers)
                 result.mails += len(applied.outbox_ids)
         for row in self.store.unnoticed_failures():
-            with self.store.transaction():
-                result.mails += len(
-                    self._notice(row["id"], row["case_id"], row["purpose"], row["rcpt_to"], row["last_error"])
+            try:
+                with self.store.transaction():
+                    outbox_ids = self._notice(
+                        row["id"], row["case_id"], row["purpose"], row["rcpt_to"], row["last_error"]
+                    )
+            except Exception as exc:
+                self.log.exception(
+                    "send_failure_notice_failed", outbox_id=row["id"], error=f"{type(exc).__name__}: {exc}"
                 )
+                with self.store.transaction():
+                    self.store.mark_failure_noticed(row["id"])
+                continue
+            result.mails += len(outbox_ids)
             result.notices += 1
         return result
+
+    def _give_up(self, case_id: int, timers: list[Timer], error: str) -> None:
+        """Skip timers that could not be carried out, so they are not tried again and again; logged as errors."""
+        self.log.exception("timer_failed", case_id=case_id, timers=[t.kind.value for t in timers], error=error)
+        skipped = tuple(EndTimer(t, TimerState.SKIPPED, f"error: {error}"[:200]) for t in timers)
+        with self.store.transaction():
+            self.store.apply_timers(
+                Decision(case_id, "", skipped), parse_message(b"", self.pipeline.limits), self.pipeline.compose,
+                self.pipeline.clock(),
+            )  # fmt: skip
 
     def _fire(self, case_id: int, timers: list[Timer]) -> Applied:
         p = self.pipeline

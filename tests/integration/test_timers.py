@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailsvc.config import Config, parse_config
+from mailsvc.errors import TemplateError
 from mailsvc.imap import ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
+from mailsvc.model import Case, InboundMessage, OutgoingMail, QueueMail
 from mailsvc.report import Figures, build_report, case_facts, failed_mail
 from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
@@ -182,6 +184,31 @@ def test_waiting_case_is_reminded_then_resolved_then_closed_each_once(desk: Desk
     figures = desk.report()
     assert (figures.reminders_sent, figures.auto_resolved, figures.by_status.closed) == (1, 1, 1)
     assert figures.first_response.median == 0.0, "Bob answered at once (the clock did not move)"
+
+
+def test_a_timer_that_cannot_be_carried_out_is_skipped_and_the_others_go_on(
+    desk: Desk, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    desk.deliver(mail(subject="First", message_id="<one@example.net>"), mail(subject="Second", sender="bo@example.net"))
+    for notify in [m for m in desk.take() if "bob@example.org" in m.rcpt_tos]:
+        desk.deliver(staff_reply(notify, "Which version?"))
+    desk.take()
+    compose = desk.pipeline.compose
+
+    def broken_for_case_1(action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
+        if case.id == 1:
+            raise TemplateError("template reminder: boom")
+        return compose(action, case, msg)
+
+    monkeypatch.setattr(desk.pipeline, "compose", broken_for_case_1)
+    clock.advance(timedelta(days=3, minutes=1))
+    desk.tick()
+    (reminder,) = desk.take()
+    assert reminder.rcpt_tos == ("bo@example.net",)
+    (row,) = [r for r in desk.store.case_timers(1) if r["kind"] == "reminder"]
+    assert row["state"] == "skipped"
+    desk.tick()
+    assert desk.take() == [], "not tried again and again"
 
 
 def test_requester_answer_stops_the_reminders(desk: Desk, clock: Clock) -> None:
