@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from mailsvc.testing.dovecot import Mailbox
+    from mailsvc.testing.smtp_capture import SmtpCapture
 
 HELP_ADDRESS = "help@example.org"
 
@@ -50,6 +55,26 @@ def write_config(path: Path, config: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     return path
+
+
+def write_sandbox_config(
+    path: Path, mailbox: Mailbox, smtp: SmtpCapture, store: Path, **overrides: Mapping[str, Any]
+) -> Path:
+    """The config file of a mailsvc on this mailbox and SMTP capture; `overrides` as for sandbox_config."""
+    config = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
+        smtp_port=smtp.port, store=store, **overrides,
+    )  # fmt: skip
+    return write_config(path, config)
+
+
+def read_rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read a store another process is using, without taking part in its transactions."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return [tuple(row) for row in db.execute(sql)]
+    finally:
+        db.close()
 
 
 def mail(

@@ -8,7 +8,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
-from mailsvc.testing.sandbox import mail, sandbox_config, write_config
+from mailsvc.testing.sandbox import mail, read_rows, write_sandbox_config
 from mailsvc.testing.smtp_capture import SmtpCapture
 
 MESSAGES = 40
@@ -78,26 +77,12 @@ def wait_for(what: str, check: Any, timeout: float, proc: subprocess.Popen[bytes
         time.sleep(0.05)
 
 
-def rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return [tuple(r) for r in db.execute(sql)]
-    finally:
-        db.close()
-
-
 def test_kill_9_at_random_points_loses_nothing_and_answers_once(
     tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, start: Callable[[Path, Path], subprocess.Popen[bytes]]
 ) -> None:
     rng = random.Random(SEED)
     db = tmp_path / "mailsvc.db"
-    config = write_config(
-        tmp_path / "mailsvc.yaml",
-        sandbox_config(
-            imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-            smtp_port=smtp.port, store=db, imap={"fetch_batch": 3},
-        ),
-    )  # fmt: skip
+    config = write_sandbox_config(tmp_path / "mailsvc.yaml", mailbox, smtp, db, imap={"fetch_batch": 3})
     requests = {
         f"<crash-{n}@example.net>": mail(
             subject=f"Request {n}: the badge reader at door {n} stays red",
@@ -141,7 +126,7 @@ def test_kill_9_at_random_points_loses_nothing_and_answers_once(
     proc = start(config, log)
 
     def done() -> bool:
-        sent = rows(db, "SELECT count(*) FROM outbox WHERE state = 'sent'")[0][0] if db.exists() else 0
+        sent = read_rows(db, "SELECT count(*) FROM outbox WHERE state = 'sent'")[0][0] if db.exists() else 0
         return bool(sent >= MESSAGES and mailbox.uids("INBOX") == [])
 
     # Up first: a SIGTERM before the daemon sets its handlers would end it the default way.
@@ -152,18 +137,18 @@ def test_kill_9_at_random_points_loses_nothing_and_answers_once(
     assert proc.wait(15) == 0
     elapsed = time.monotonic() - started
 
-    stored = rows(db, "SELECT message_id, state, case_id FROM messages ORDER BY id")
+    stored = read_rows(db, "SELECT message_id, state, case_id FROM messages ORDER BY id")
     per_message = Counter(m for m, _, _ in stored)
     assert sorted(per_message) == sorted(requests) and set(per_message.values()) == {1}, per_message
     assert {state for _, state, _ in stored} == {"filed"}
-    cases = rows(db, "SELECT c.id, c.requester, m.message_id FROM cases c JOIN messages m ON m.case_id = c.id")
+    cases = read_rows(db, "SELECT c.id, c.requester, m.message_id FROM cases c JOIN messages m ON m.case_id = c.id")
     assert len(cases) == len({case_id for case_id, _, _ in cases}) == MESSAGES
-    assert rows(db, "SELECT count(*) FROM cases") == [(MESSAGES,)]
+    assert read_rows(db, "SELECT count(*) FROM cases") == [(MESSAGES,)]
     for _, requester, message_id in cases:
         n = message_id.removeprefix("<crash-").removesuffix("@example.net>")
         assert requester == f"person{n}@site{int(n) % 7}.example.net"
 
-    outbox = rows(db, "SELECT case_id, purpose, state, message_id FROM outbox ORDER BY case_id")
+    outbox = read_rows(db, "SELECT case_id, purpose, state, message_id FROM outbox ORDER BY case_id")
     assert [case_id for case_id, *_ in outbox] == sorted(case_id for case_id, _, _ in cases), "one ack per case"
     assert {(purpose, state) for _, purpose, state, _ in outbox} == {("ack", "sent")}
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mailsvc.testing.dovecot import Mailbox
-from mailsvc.testing.sandbox import mail, sandbox_config, write_config
+from mailsvc.testing.sandbox import mail, write_sandbox_config
 from mailsvc.testing.smtp_capture import SmtpCapture
 
 
@@ -52,13 +52,7 @@ class Daemon:
 
 
 def start(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, **imap: Any) -> Iterator[Daemon]:
-    config = write_config(
-        tmp_path / "mailsvc.yaml",
-        sandbox_config(
-            imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-            smtp_port=smtp.port, store=tmp_path / "mailsvc.db", imap=imap,
-        ),
-    )  # fmt: skip
+    config = write_sandbox_config(tmp_path / "mailsvc.yaml", mailbox, smtp, tmp_path / "mailsvc.db", imap=imap)
     daemon = Daemon(config, tmp_path / "daemon.log")
     try:
         yield daemon

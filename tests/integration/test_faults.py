@@ -4,7 +4,6 @@ UIDVALIDITY, held in IDLE for many renewals; SMTP refusing connections. Mail is 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
-from mailsvc.testing.sandbox import mail, sandbox_config, write_config
+from mailsvc.testing.sandbox import mail, read_rows, write_sandbox_config
 from mailsvc.testing.smtp_capture import SmtpCapture
 from tests.integration.test_daemon import Daemon
 
@@ -62,13 +61,7 @@ def launch(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Iterator[Laun
     started: list[Watched] = []
 
     def start(**imap: Any) -> Watched:
-        config = write_config(
-            tmp_path / "mailsvc.yaml",
-            sandbox_config(
-                imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-                smtp_port=smtp.port, store=tmp_path / "mailsvc.db", imap=imap,
-            ),
-        )  # fmt: skip
+        config = write_sandbox_config(tmp_path / "mailsvc.yaml", mailbox, smtp, tmp_path / "mailsvc.db", imap=imap)
         daemon = Watched(config, tmp_path / f"daemon-{len(started)}.log")
         started.append(daemon)
         return daemon
@@ -83,24 +76,15 @@ def launch(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Iterator[Laun
                 daemon.proc.wait()
 
 
-def store_rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Read the daemon's store without taking part in it."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return [tuple(row) for row in db.execute(sql)]
-    finally:
-        db.close()
-
-
 def assert_once(tmp_path: Path, smtp: SmtpCapture, requests: list[str], daemon: Watched) -> None:
     """Each request filed once, one case and one ack each, every ack received exactly once."""
     db = tmp_path / "mailsvc.db"
     daemon.wait_for_count("mail_sent", len(requests))
     time.sleep(0.5)  # room for a wrong second ack to show up
-    stored = store_rows(db, "SELECT message_id, count(*) FROM messages GROUP BY message_id ORDER BY min(id)")
+    stored = read_rows(db, "SELECT message_id, count(*) FROM messages GROUP BY message_id ORDER BY min(id)")
     assert stored == [(r, 1) for r in requests]
-    assert store_rows(db, "SELECT count(*) FROM cases") == [(len(requests),)]
-    outbox = store_rows(db, "SELECT message_id, purpose, state FROM outbox ORDER BY id")
+    assert read_rows(db, "SELECT count(*) FROM cases") == [(len(requests),)]
+    outbox = read_rows(db, "SELECT message_id, purpose, state FROM outbox ORDER BY id")
     assert [(p, s) for _, p, s in outbox] == [("ack", "sent")] * len(requests)
     received = Counter(c.message["Message-ID"] for c in smtp.messages)
     assert received == Counter(m for m, _, _ in outbox)
@@ -292,7 +276,7 @@ def test_smtp_down_defers_then_delivers_once(
     deferred = daemon.wait_for_count("mail_deferred", 2, timeout=10)
     assert len({e["message_id"] for e in deferred}) == 1
     assert all("refused" in e["error"].lower() or "connect" in e["error"].lower() for e in deferred), deferred
-    (queued,) = store_rows(tmp_path / "mailsvc.db", "SELECT message_id, state, attempts FROM outbox")
+    (queued,) = read_rows(tmp_path / "mailsvc.db", "SELECT message_id, state, attempts FROM outbox")
     assert queued[0] == deferred[0]["message_id"] and queued[1] == "queued" and queued[2] >= 2
 
     smtp.start()
