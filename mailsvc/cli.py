@@ -113,6 +113,10 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
             f"after {o['attempts']} attempt(s), queued {_when(o['created_at'])}, sent {_when(o['sent_at'])}{error}"
         )
         show(f"     Message-ID: {o['message_id']}")
+    show("\nTimers:")
+    for t in store.case_timers(case.id):
+        ended = f", {t['state']} {_when(t['done_at'])}" if t["done_at"] is not None else f", {t['state']}"
+        show(f"  {t['kind']} due {_when(t['due_at'])}{ended}")
     show("\nHistory:")
     for e in store.case_events(case.id):
         show(f"  {_when(e['at'])} {e['event']} {e['detail']}")

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 from enum import StrEnum
 
+from structlog.typing import FilteringBoundLogger
+
 from mailsvc.bounce import detect_bounce
 from mailsvc.classify import ClassifyContext, classify, is_automatic
 from mailsvc.config import Config, QueueConfig
@@ -40,7 +42,7 @@ from mailsvc.model import (
 )
 from mailsvc.parse import ParseLimits, parse_message
 from mailsvc.render import compose
-from mailsvc.store import Store
+from mailsvc.store import Applied, Store
 from mailsvc.templatecheck import queue_templates, queue_view
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
@@ -202,8 +204,7 @@ class Pipeline:
             "message_threaded", kind=found.kind.value, reason=found.reason, method=match.method,
             queue=decision.queue, staff=sender.staff, verified=sender.verified if sender.staff else None,
         )  # fmt: skip
-        for event, fields in applied.events:
-            log.info(event, **{k: v for k, v in fields.items() if k != "case_id"})
+        log_applied(log, applied)
         return Outcome.FILED, applied.case_id
 
     def _quarantine(self, msg: InboundMessage, ref: MailRef, reason: str, now: datetime) -> tuple[Outcome, None]:
@@ -213,6 +214,12 @@ class Pipeline:
             defects=list(msg.defects[:10]),
         )  # fmt: skip
         return Outcome.QUARANTINED, None
+
+
+def log_applied(log: FilteringBoundLogger, applied: Applied) -> None:
+    """One event per thing `apply` did; `log` carries the case_id already."""
+    for event, fields in applied.events:
+        log.info(event, **{k: v for k, v in fields.items() if k != "case_id"})
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailsvc.decide import decide_send_failure
-from mailsvc.ingest import Pipeline
+from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
 from mailsvc.parse import parse_message
@@ -70,37 +70,25 @@ class Scheduler:
     def _give_up(self, case_id: int, timers: list[Timer], error: str) -> None:
         """Skip timers that could not be carried out, so they are not tried again and again; logged as errors."""
         self.log.exception("timer_failed", case_id=case_id, timers=[t.kind.value for t in timers], error=error)
-        skipped = tuple(EndTimer(t, TimerState.SKIPPED, f"error: {error}"[:200]) for t in timers)
         with self.store.transaction():
-            self.store.apply_timers(
-                Decision(case_id, "", skipped), parse_message(b"", self.pipeline.limits), self.pipeline.compose,
-                self.pipeline.clock(),
-            )  # fmt: skip
+            self._skip(case_id, timers, f"error: {error}"[:200])
+
+    def _skip(self, case_id: int, timers: list[Timer], reason: str) -> Applied:
+        return self._apply(case_id, "", tuple(EndTimer(t, TimerState.SKIPPED, reason) for t in timers), None)
 
     def _fire(self, case_id: int, timers: list[Timer]) -> Applied:
         p = self.pipeline
-        now = p.clock()
         case = self.store.case_by_id(case_id)
         raw = self.store.case_request(case_id)
         if case is None or case.id != case_id or raw is None:
             # Merged away (its timers were cancelled then) or never filed: nothing to act on.
-            actions: tuple[Action, ...] = tuple(EndTimer(t, TimerState.SKIPPED, "case merged") for t in timers)
-            decision = Decision(case_id, case.queue if case else "", actions)
-            request = parse_message(b"", p.limits)
-        else:
-            staff = p.queues[case.queue].staff
-            actions = fire_timers(case, timers, p.timer_policies[case.queue], staff, now)
-            decision = Decision(case_id, case.queue, p.guard(actions, now))
-            request = parse_message(raw, p.limits)
-        applied = self.store.apply_timers(decision, request, p.compose, now)
-        log = self.log.bind(case_id=case_id)
-        for event, fields in applied.events:
-            log.info(event, **{k: v for k, v in fields.items() if k != "case_id"})
-        return applied
+            return self._skip(case_id, timers, "case merged")
+        now = p.clock()
+        actions = fire_timers(case, timers, p.timer_policies[case.queue], p.queues[case.queue].staff, now)
+        return self._apply(case_id, case.queue, p.guard(actions, now), raw)
 
     def _notice(self, outbox_id: int, case_id: int | None, purpose: str, rcpt_to: str, error: str) -> tuple[int, ...]:
         p = self.pipeline
-        now = p.clock()
         self.store.mark_failure_noticed(outbox_id)
         case = self.store.case_by_id(case_id) if case_id is not None else None
         raw = self.store.case_request(case.id) if case else None
@@ -109,10 +97,14 @@ class Scheduler:
             return ()
         rcpt = rcpt_to.replace("\n", ", ")
         actions = decide_send_failure(case, p.queues[case.queue], purpose, rcpt, error)
-        applied = self.store.apply_timers(
-            Decision(case.id, case.queue, actions), parse_message(raw, p.limits), p.compose, now
-        )
-        log = self.log.bind(case_id=case.id)
-        for event, fields in applied.events:
-            log.info(event, failed_purpose=purpose, **{k: v for k, v in fields.items() if k != "case_id"})
-        return applied.outbox_ids
+        return self._apply(case.id, case.queue, actions, raw, failed_purpose=purpose).outbox_ids
+
+    def _apply(
+        self, case_id: int, queue: str, actions: tuple[Action, ...], raw: bytes | None, **fields: object
+    ) -> Applied:
+        """Perform actions on a case and log them; mail follows `raw`, the request that opened the case."""
+        p = self.pipeline
+        request = parse_message(raw or b"", p.limits)
+        applied = self.store.apply_timers(Decision(case_id, queue, actions), request, p.compose, p.clock())
+        log_applied(self.log.bind(case_id=case_id, **fields), applied)
+        return applied

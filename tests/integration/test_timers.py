@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailsvc.config import Config, parse_config
+from mailsvc.cli import main
+from mailsvc.config import Config, load_config
 from mailsvc.errors import TemplateError
 from mailsvc.imap import ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
@@ -23,7 +24,7 @@ from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
 from mailsvc.store import Store
 from mailsvc.testing.dovecot import Mailbox
-from mailsvc.testing.sandbox import mail, sandbox_config
+from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import Captured, SmtpCapture
 from tests.integration.test_staff import body, dsn_for, staff_reply
 
@@ -130,7 +131,7 @@ def make_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, **queue: An
     )  # fmt: skip
     raw["queues"]["help"]["staff"] = [{"address": "bob@example.org", "name": "Bob Staff"}]
     raw["queues"]["help"].update(queue)
-    return parse_config(raw, tmp_path)
+    return load_config(write_config(tmp_path / "mailsvc.yaml", raw))
 
 
 @pytest.fixture
@@ -154,7 +155,9 @@ def waiting_case(desk: Desk) -> None:
     assert desk.case()["status"] == "waiting"
 
 
-def test_waiting_case_is_reminded_then_resolved_then_closed_each_once(desk: Desk, clock: Clock) -> None:
+def test_waiting_case_is_reminded_then_resolved_then_closed_each_once(
+    desk: Desk, clock: Clock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     waiting_case(desk)
     clock.advance(timedelta(days=3) - timedelta(minutes=1))
     desk.tick()
@@ -183,6 +186,9 @@ def test_waiting_case_is_reminded_then_resolved_then_closed_each_once(desk: Desk
     ]  # fmt: skip
     figures = desk.report()
     assert (figures.reminders_sent, figures.auto_resolved, figures.by_status.closed) == (1, 1, 1)
+    assert main(["cases", "show", "1", "-c", str(tmp_path / "mailsvc.yaml")]) == 0
+    shown = capsys.readouterr().out
+    assert "reminder due 2026-11-21 09:00:00, fired 2026-11-21 09:01:00" in shown
     assert figures.first_response.median == 0.0, "Bob answered at once (the clock did not move)"
 
 
