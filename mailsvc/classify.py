@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailsvc.bounce import detect_bounce
 from mailsvc.model import Classification, InboundMessage, MessageKind
 
 
@@ -114,3 +115,28 @@ def classify(msg: InboundMessage, ctx: ClassifyContext) -> Classification:
 
 def is_automatic(kind: MessageKind) -> bool:
     return kind in {MessageKind.AUTO_REPLY, MessageKind.BOUNCE, MessageKind.LOOP, MessageKind.JUNK}
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """A classification, and for a delivery report the Message-ID of our mail it returns."""
+
+    found: Classification
+    bounced_id: str | None = None
+
+
+def classify_mail(msg: InboundMessage, ctx: ClassifyContext) -> Classified:
+    """`classify`, then the bounce detectors on automatic mail: a report naming recipients is a bounce."""
+    found = classify(msg, ctx)
+    bounce = detect_bounce(msg.raw) if is_automatic(found.kind) else None
+    if bounce is None:
+        return Classified(found)
+    if bounce.recipients:
+        detail = f"{'hard' if bounce.permanent else 'soft'} bounce {bounce.status or ''} "
+        detail += f"for {', '.join(bounce.recipients)}: {bounce.diagnostic}"
+        found = Classification(
+            MessageKind.BOUNCE,
+            detail.replace("  ", " ")[:300],
+            bounced=bounce.recipients if bounce.permanent else (),
+        )
+    return Classified(found, bounce.original_message_id)

@@ -6,6 +6,7 @@ requester, which staff commands run, and when mail is suppressed (and why).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,7 +39,7 @@ from mailsvc.model import (
 )
 from mailsvc.satisfaction import parse_rating
 from mailsvc.strip import strip_reply
-from mailsvc.thread import CaseLookup
+from mailsvc.thread import CaseLookup, case_subject
 from mailsvc.trust import TrustVerdict
 
 OPEN_STATES = (CaseStatus.OPEN, CaseStatus.WAITING)
@@ -52,6 +53,7 @@ class QueuePolicy:
     name: str
     staff: tuple[Address, ...] = ()
     comment_address: str | None = None
+    tag: re.Pattern[str] | None = None  # its subject tag, as thread.compile_tag makes it
 
     def staff_member(self, addr: str) -> Address | None:
         return next((s for s in self.staff if s.key == addr.lower()), None)
@@ -101,7 +103,8 @@ def _decide(
         if rating is not None:
             return _satisfaction(case, queues[case.queue], rating.score, rating.answer, rating.remark)
     if case is None or (case.status is CaseStatus.CLOSED and found.kind is MessageKind.REQUEST):
-        return _open_case(msg, found, queues[queue], parent=case.id if case else None)
+        tags = tuple(q.tag for q in queues.values() if q.tag is not None)
+        return _open_case(msg, found, queues[queue], parent=case.id if case else None, tags=tags)
     if found.kind is MessageKind.BOUNCE:
         # The requester did not get our mail: a human has to find another way to reach them.
         notice = _notify_staff(case, queues[case.queue], "bounce_notice", found.reason)
@@ -116,11 +119,18 @@ def _decide(
     return Decision(case.id, case.queue, tuple(actions))
 
 
-def _open_case(msg: InboundMessage, found: Classification, queue: QueuePolicy, parent: int | None) -> Decision:
+def _open_case(
+    msg: InboundMessage,
+    found: Classification,
+    queue: QueuePolicy,
+    parent: int | None,
+    tags: tuple[re.Pattern[str], ...] = (),
+) -> Decision:
+    """A new case; its subject is the topic alone (a follow-up's request quotes the old case's tag)."""
     assert msg.from_ is not None, "parse quarantines mail without a sender"
     ccs = tuple(a for a in msg.cc if a.key != msg.from_.key and queue.staff_member(a.addr) is None and "@" in a.addr)
     actions: list[Action] = [
-        OpenCase(queue.name, msg.subject or "(no subject)", msg.from_, parent=parent, ccs=ccs),
+        OpenCase(queue.name, case_subject(msg.subject, tags) or "(no subject)", msg.from_, parent=parent, ccs=ccs),
         FileMessage(found.kind),
     ]
     if is_automatic(found.kind):

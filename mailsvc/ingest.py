@@ -11,42 +11,36 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import make_msgid
 from enum import StrEnum
 
 from structlog.typing import FilteringBoundLogger
 
-from mailsvc.bounce import detect_bounce
-from mailsvc.classify import ClassifyContext, classify, is_automatic
+from mailsvc.classify import ClassifyContext, classify_mail
 from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide
 from mailsvc.guard import MailFacts, automatic_recipients, guard_automatic
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
 from mailsvc.model import (
-    STAFF_PURPOSES,
     Action,
     Address,
     Case,
     CaseStatus,
-    Classification,
     ClearBouncing,
     Decision,
     InboundMessage,
+    MailDraft,
     MailRef,
-    MessageKind,
     MessageState,
-    OutgoingMail,
     QueueMail,
     ThreadMatch,
 )
+from mailsvc.outgoing import BuildResult, MailBuilder
 from mailsvc.parse import ParseLimits, parse_message
-from mailsvc.render import compose
 from mailsvc.store import Applied, Store
-from mailsvc.templatecheck import queue_templates, queue_view
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
-from mailsvc.trust import TrustPolicy, reply_address, token_from_recipients, verify_sender
+from mailsvc.trust import TrustPolicy, token_from_recipients, verify_sender
 
 Clock = Callable[[], datetime]
 
@@ -100,10 +94,11 @@ class Pipeline:
         self.context = ClassifyContext(own_addresses=config.own_addresses())
         self.tags: dict[str, re.Pattern[str]] = {n: compile_tag(q.subject_tag) for n, q in config.queues.items()}
         self.queues = {
-            name: QueuePolicy(name, tuple(Address(s.address, s.name) for s in q.staff), q.comment_address)
+            name: QueuePolicy(
+                name, tuple(Address(s.address, s.name) for s in q.staff), q.comment_address, self.tags[name]
+            )
             for name, q in config.queues.items()
         }
-        self.views = {name: queue_view(config, name) for name in config.queues}
         self.queue_addresses = {name: q.address for name, q in config.queues.items()}
         self.token_key = config.trust.key()
         self.trust = TrustPolicy(
@@ -112,24 +107,16 @@ class Pipeline:
             allow_spf=config.trust.allow_spf,
             trust_from_header=config.trust.trust_from_header,
         )
-        self.templates = queue_templates(config)
+        self.builder = MailBuilder(config, store, clock, self.limits)
         self.log = get_logger(component="ingest")
 
-    def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
-        view = self.views[case.queue]
-        reply_to = None
-        if action.purpose in STAFF_PURPOSES and self.token_key:
-            reply_to = reply_address(view.address, case.id, self.token_key)
-        return compose(
-            action,
-            case,
-            msg,
-            templates=self.templates[case.queue],
-            queue=view,
-            message_id=make_msgid(idstring=f"case{case.id}", domain=view.address.rpartition("@")[2]),
-            now=self.clock(),
-            reply_to=reply_to,
-        )
+    def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
+        """The draft `Store.apply` records; `build_pending` makes its bytes after the commit."""
+        return self.builder.draft(action, case, msg)
+
+    def build_pending(self) -> BuildResult:
+        """Build the outgoing mail of committed decisions: call after each commit, outside the transaction."""
+        return self.builder.build_pending()
 
     def finish(
         self, actions: Iterable[Action], status: CaseStatus | None, queue: str, now: datetime
@@ -151,18 +138,12 @@ class Pipeline:
         return guard_automatic(actions, facts, self.max_automatic)
 
     def thread(self, msg: InboundMessage, bounced_id: str | None = None) -> tuple[ThreadMatch, int | None]:
-        """A valid reply token names the case outright; a bounce, the case of the mail that bounced;
-        else tag and references decide."""
-        if bounced_id:
-            case = self.store.case_by_message_ids([bounced_id])
-            if case is not None:
-                return ThreadMatch(case, "bounce"), None
+        """The case the message joins (thread.find_case) and the case its valid reply token names."""
+        token_case = None
         if self.token_key:
             token_case = token_from_recipients(msg, self.queue_addresses.values(), self.token_key)
-            case = self.store.case_by_id(token_case) if token_case is not None else None
-            if case is not None:
-                return ThreadMatch(case, "token"), token_case
-        return find_case(msg, self.store, self.tags), None
+        match = find_case(msg, self.store, self.tags, token_case=token_case, bounced_id=bounced_id)
+        return match, token_case
 
     def handle(self, ref: MailRef, raw: bytes, queue: str | None = None) -> tuple[Outcome, int | None]:
         """File one message; the caller holds the transaction. Returns the outcome and case id.
@@ -179,16 +160,9 @@ class Pipeline:
             return self._quarantine(msg, ref, msg.quarantine_reason, now)
         try:
             with self.store.savepoint():
-                found = classify(msg, self.context)
-                bounce = detect_bounce(msg.raw) if is_automatic(found.kind) else None
-                if bounce is not None and bounce.recipients:
-                    found = Classification(
-                        MessageKind.BOUNCE,
-                        f"{'hard' if bounce.permanent else 'soft'} bounce {bounce.status or ''} "
-                        f"for {', '.join(bounce.recipients)}: {bounce.diagnostic}".replace("  ", " ")[:300],
-                        bounced=bounce.recipients if bounce.permanent else (),
-                    )
-                match, token_case = self.thread(msg, bounce.original_message_id if bounce else None)
+                classified = classify_mail(msg, self.context)
+                found = classified.found
+                match, token_case = self.thread(msg, classified.bounced_id)
                 sender = verify_sender(msg, self.trust, token_case)
                 queue = route_queue(msg, self.queue_addresses) or queue or self.config.default_queue
                 decision = decide(msg, found, match, queues=self.queues, queue=queue, sender=sender, lookup=self.store)
@@ -243,6 +217,7 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
     _move(source, [u for u, s in known.items() if s is MessageState.FILED], cfg.processed_folder, result)
     _move(source, [u for u, s in known.items() if s is MessageState.QUARANTINED], cfg.quarantine_folder, result)
     todo = [u for u in uids if u not in known]
+    pipeline.build_pending()  # drafts a crash left between commit and build
     for batch in _chunks(todo, cfg.fetch_batch):
         raws = source.fetch(batch)
         done: list[int] = []
@@ -262,6 +237,7 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
                     result.duplicates += outcome is Outcome.DUPLICATE
                     if case_id is not None:
                         result.cases.add(case_id)
+        pipeline.build_pending()
         committed()
         _move(source, done, cfg.processed_folder, result)
         _move(source, bad, cfg.quarantine_folder, result)

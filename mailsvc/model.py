@@ -334,3 +334,19 @@ class OutgoingMail:
     rcpt_to: tuple[str, ...]
     raw: bytes = field(repr=False)
     purpose: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailDraft:
+    """An outgoing mail as decided: Message-ID and envelope fixed in the transaction, its bytes
+    built after the commit from these values (so a template fault never costs the inbound mail)."""
+
+    message_id: str
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    purpose: str
+    template: str
+    to: tuple[Address, ...]
+    text: str
+    attach: bool
+    status: CaseStatus  # the case's status when the mail was decided: staff mail shows it

@@ -11,19 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import idna
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailsvc.errors import TemplateError
-from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, OutgoingMail, QueueMail
+from mailsvc.model import STAFF_PURPOSES, Address, Case, InboundMessage, OutgoingMail, QueueMail
 from mailsvc.strip import MARKER
-from mailsvc.thread import render_tag
+from mailsvc.thread import compile_tag, render_tag
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|vs|r|rif|odp|res)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -35,9 +36,13 @@ def header_text(value: str) -> str:
     return " ".join(_UNSAFE.sub(" ", value).split())
 
 
-def reply_subject(subject: str, tag: str, position: str) -> str:
-    """'Re: <subject> [Help #42]': the tag once, one reply prefix, where the queue wants it."""
+def reply_subject(subject: str, tag: str, position: str, tags: re.Pattern[str] | None = None) -> str:
+    """'Re: <subject> [Help #42]': one tag, the case's own, one reply prefix, where the queue wants it.
+
+    `tags` matches the queue's tag of any case: those are removed before ours is added."""
     text = header_text(subject).replace(tag, " ")
+    if tags is not None:
+        text = tags.sub(" ", text)
     text = " ".join(text.split())
     if not _REPLY_PREFIX.match(text):
         text = f"Re: {text}" if text else "Re:"
@@ -112,6 +117,14 @@ def satisfaction_links(address: str, tag: str) -> dict[str, str]:
     return links
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadIds:
+    """The Message-IDs a mail names as its parent and its thread, written byte for byte as they came."""
+
+    in_reply_to: str | None
+    references: tuple[str, ...]
+
+
 def compose(
     action: QueueMail,
     case: Case,
@@ -122,7 +135,10 @@ def compose(
     message_id: str,
     now: datetime,
     reply_to: str | None = None,
+    thread: ThreadIds | None = None,
 ) -> OutgoingMail:
+    """The mail `action` asks for. Mail to the requester takes its subject from the case and names
+    `thread` (what the requester received or sent); without `thread`, `msg` is the parent."""
     tag = render_tag(queue.subject_tag, case.id)
     context = template_context(action, case, msg, queue, tag)
     mail = EmailMessage()
@@ -135,13 +151,10 @@ def compose(
             mail["Reply-To"] = reply_to
     else:
         mail["From"] = formataddr((header_text(queue.display_name), queue.address))
-        mail["Subject"] = reply_subject(msg.subject or case.subject, tag, queue.tag_position)
-    mail["To"] = ", ".join(formataddr((header_text(a.name), a.addr)) for a in action.to)
+        mail["Subject"] = reply_subject(case.subject, tag, queue.tag_position, compile_tag(queue.subject_tag))
+    mail["To"] = ", ".join(header_address(a) for a in action.to)
     mail["Date"] = format_datetime(now)
     mail["Message-ID"] = message_id
-    if msg.message_id:
-        mail["In-Reply-To"] = msg.message_id
-        mail["References"] = " ".join([*msg.references, msg.message_id][-MAX_REFERENCES:])
     # RFC 3834: mark everything we send as automatic, and ask others not to answer it.
     mail["Auto-Submitted"] = "auto-replied" if action.purpose == "ack" else "auto-generated"
     mail["X-Auto-Response-Suppress"] = "All"
@@ -154,14 +167,64 @@ def compose(
     if action.attach:
         for part in msg.attachments:
             maintype, _, subtype = part.content_type.partition("/")
-            mail.add_attachment(
-                part.data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-                filename=part.filename,
-            )  # fmt: skip
+            if maintype in ("message", "multipart") or not subtype:
+                # Not a leaf the email package can re-encode byte for byte: sent as the bytes it was.
+                maintype, subtype = "application", "octet-stream"
+            mail.add_attachment(part.data, maintype=maintype, subtype=subtype, filename=part.filename)
+    if thread is None:
+        thread = ThreadIds(msg.message_id, (*msg.references, msg.message_id) if msg.message_id else ())
+    utf8 = any(not a.addr.isascii() and not _local_part(a.addr).isascii() for a in action.to)
+    raw = mail.as_bytes(policy=SMTPUTF8 if utf8 else SMTP)
     return OutgoingMail(
         message_id=message_id,
         mail_from=queue.address,
         rcpt_to=tuple(a.addr for a in action.to),
-        raw=mail.as_bytes(policy=SMTP),
+        raw=thread_headers(thread) + raw,
         purpose=action.purpose,
     )
+
+
+def _local_part(addr: str) -> str:
+    return addr.rpartition("@")[0]
+
+
+def header_address(address: Address) -> str:
+    """An address for To/Cc: the domain in its ASCII (IDNA) form where the local part is ASCII;
+    a non-ASCII local part stays UTF-8 (RFC 6532), and the mail then needs SMTPUTF8."""
+    name = header_text(address.name)
+    local, _, domain = address.addr.rpartition("@")
+    if address.addr.isascii():
+        return formataddr((name, address.addr))
+    if local.isascii():
+        try:
+            return formataddr((name, f"{local}@{idna_domain(domain)}"))
+        except ValueError:
+            pass
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{address.addr}>' if name else address.addr
+
+
+def idna_domain(domain: str) -> str:
+    """The ASCII form of a domain (IDNA 2008 with UTS 46 mapping); ValueError when it has none."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"domain {domain!r} has no IDNA form: {exc}") from exc
+
+
+def thread_headers(thread: ThreadIds) -> bytes:
+    """In-Reply-To and References as raw header lines: Message-IDs are written as they came, never
+    decoded (an encoded-word look-alike stays one) nor encoded (a UTF-8 id stays UTF-8)."""
+    lines = b""
+    if thread.in_reply_to:
+        lines += b"In-Reply-To: " + _clean_id(thread.in_reply_to) + b"\r\n"
+    refs = [_clean_id(r) for r in dict.fromkeys(thread.references) if r]
+    if len(refs) > MAX_REFERENCES:  # the root and the newest: what threading needs most
+        refs = refs[:1] + refs[-(MAX_REFERENCES - 1) :]
+    if refs:
+        lines += b"References: " + b"\r\n ".join(refs) + b"\r\n"
+    return lines
+
+
+def _clean_id(message_id: str) -> bytes:
+    return _UNSAFE.sub("", message_id).replace(" ", "").encode("utf-8", "surrogateescape")

@@ -65,6 +65,7 @@ class Scheduler:
                 continue
             result.mails += len(outbox_ids)
             result.notices += 1
+        self.pipeline.build_pending()
         return result
 
     def _give_up(self, case_id: int, timers: list[Timer], error: str) -> None:

@@ -1,7 +1,16 @@
 """Threading (pure, given a read-only lookup): which case a message belongs to.
 
-A message joins a case by the case tag in its subject, else by In-Reply-To and
-References naming any Message-ID the case received or sent; otherwise it is new.
+When a message names several cases, the most specific evidence wins, in this order:
+
+1. the case of the mail a delivery report returns (a bounce of our own mail);
+2. our reply token in a recipient address (signed, so it names one case outright);
+3. In-Reply-To;
+4. References, newest to oldest;
+5. the subject tag of the newest case that is not closed;
+6. a subject tag of a closed case (decide opens a follow-up case that refers to it).
+
+A Message-ID counts for every case that received or sent it; the lookup answers per
+id, and the chain order above chooses. Nothing matched: a new case.
 """
 
 from __future__ import annotations
@@ -10,13 +19,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from mailsvc.model import Case, InboundMessage, ThreadMatch
+from mailsvc.model import Case, CaseStatus, InboundMessage, ThreadMatch
 
 
 class CaseLookup(Protocol):
     def case_by_id(self, case_id: int) -> Case | None: ...
 
-    def case_by_message_ids(self, message_ids: Sequence[str]) -> Case | None: ...
+    def cases_by_message_ids(self, message_ids: Sequence[str]) -> Mapping[str, Case]:
+        """For each of these ids some case received or sent, that case (merges followed)."""
+        ...
 
 
 def compile_tag(tag: str) -> re.Pattern[str]:
@@ -44,18 +55,66 @@ def reference_chain(msg: InboundMessage) -> list[str]:
     return list(seen)
 
 
-def find_case(msg: InboundMessage, lookup: CaseLookup, tags: Mapping[str, re.Pattern[str]]) -> ThreadMatch:
-    """`tags` maps each queue to its tag pattern; a tag only counts for a case of its queue."""
+def find_case(
+    msg: InboundMessage,
+    lookup: CaseLookup,
+    tags: Mapping[str, re.Pattern[str]],
+    *,
+    token_case: int | None = None,
+    bounced_id: str | None = None,
+) -> ThreadMatch:
+    """The case `msg` joins, by the precedence of the module docstring.
+
+    `tags` maps each queue to its tag pattern (a tag only counts for a case of its queue);
+    `token_case` is the case a verified reply token names; `bounced_id` the Message-ID of
+    our mail that a delivery report returns.
+    """
+    if bounced_id:
+        case = lookup.cases_by_message_ids([bounced_id]).get(bounced_id)
+        if case is not None:
+            return ThreadMatch(case, "bounce", bounced_id)
+    if token_case is not None:
+        case = lookup.case_by_id(token_case)
+        if case is not None:
+            return ThreadMatch(case, "token")
+    chain = reference_chain(msg)
+    found = lookup.cases_by_message_ids(chain) if chain else {}
+    for message_id in chain:
+        case = found.get(message_id)
+        if case is not None:
+            method = "in_reply_to" if message_id in msg.in_reply_to else "references"
+            return ThreadMatch(case, method, message_id)
+    tagged = tagged_cases(msg.subject, lookup, tags)
+    if tagged:
+        best = max(tagged, key=lambda c: (c.status is not CaseStatus.CLOSED, c.id))
+        return ThreadMatch(best, "tag", f"#{best.id}")
+    return ThreadMatch(None, "new")
+
+
+def tagged_cases(subject: str, lookup: CaseLookup, tags: Mapping[str, re.Pattern[str]]) -> list[Case]:
+    """The cases the subject's tags name, each of its own queue's tag."""
+    cases: dict[int, Case] = {}
     for queue, pattern in tags.items():
-        for found in pattern.finditer(msg.subject):
+        for found in pattern.finditer(subject):
             case = lookup.case_by_id(int(found.group(1)))
             if case is not None and case.queue == queue:
-                return ThreadMatch(case, "tag", found.group(0))
-    chain = reference_chain(msg)
-    case = lookup.case_by_message_ids(chain)
-    if case is not None:
-        return ThreadMatch(case, "references")
-    return ThreadMatch(None, "new")
+                cases[case.id] = case
+    return list(cases.values())
+
+
+def strip_tags(subject: str, tags: Sequence[re.Pattern[str]]) -> str:
+    """The subject without any of our case tags, white space collapsed."""
+    for pattern in tags:
+        subject = pattern.sub(" ", subject)
+    return " ".join(subject.split())
+
+
+_REPLY_PREFIXES = re.compile(r"^(\s*(re|aw|sv|antw|vs|r|rif|odp|res|fwd?|wg|tr)\s*(\[\d+\])?\s*:)+\s*", re.IGNORECASE)
+
+
+def case_subject(subject: str, tags: Sequence[re.Pattern[str]]) -> str:
+    """A new case's subject: the topic, without our tags and reply prefixes ('Re: x [Help #15]' -> 'x')."""
+    return _REPLY_PREFIXES.sub("", strip_tags(subject, tags))
 
 
 def _base_address(addr: str) -> str:

@@ -27,6 +27,7 @@ from mailsvc.model import (
     EndTimer,
     FileMessage,
     InboundMessage,
+    MailDraft,
     MailRef,
     MarkBouncing,
     MergeInto,
@@ -46,10 +47,11 @@ from mailsvc.model import (
     TimerKind,
     TimerState,
 )
+from mailsvc.store.drafts import DraftQueries
 from mailsvc.store.migrate import migrate
 
-# Composes the mail a QueueMail action asks for, once the case exists.
-Compose = Callable[[QueueMail, Case, InboundMessage], OutgoingMail]
+# The draft of the mail a QueueMail action asks for, once the case exists (built after the commit).
+Compose = Callable[[QueueMail, Case, InboundMessage], MailDraft]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
     )
 
 
-class Store:
+class Store(DraftQueries):
     """One SQLite connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -171,17 +173,32 @@ class Store:
             case_id = row["merged_into"]
         return None
 
+    def cases_by_message_ids(self, message_ids: Sequence[str]) -> dict[str, Case]:
+        """For each id some case received or sent, that case (the most recently active of several);
+        the caller chooses among the ids, in its own order."""
+        ids = list(dict.fromkeys(message_ids))
+        owner: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT m.message_id, c.id FROM case_message_ids m JOIN cases c ON c.id = m.case_id "  # noqa: S608
+                f"WHERE m.message_id IN ({marks}) ORDER BY c.updated_at DESC, c.id DESC",
+                chunk,
+            )
+            for message_id, case_id in rows:
+                owner.setdefault(message_id, case_id)
+        found: dict[str, Case] = {}
+        for message_id, case_id in owner.items():
+            case = self.case_by_id(case_id)
+            if case is not None:
+                found[message_id] = case
+        return found
+
     def case_by_message_ids(self, message_ids: Sequence[str]) -> Case | None:
-        """The most recently active case that received or sent any of these ids."""
-        if not message_ids:
-            return None
-        marks = ",".join("?" * len(message_ids))
-        row = self.db.execute(
-            f"SELECT c.* FROM case_message_ids m JOIN cases c ON c.id = m.case_id "  # noqa: S608 (placeholders only)
-            f"WHERE m.message_id IN ({marks}) ORDER BY c.updated_at DESC, c.id DESC LIMIT 1",
-            tuple(message_ids),
-        ).fetchone()
-        return self.case_by_id(row["id"]) if row else None
+        """The case of the first of these ids (in the order given) that a case received or sent."""
+        found = self.cases_by_message_ids(message_ids)
+        return next((found[m] for m in message_ids if m in found), None)
 
     # --- ingest bookkeeping
 
@@ -341,7 +358,7 @@ class Store:
                     case = self.case_by_id(case_id)
                     assert case is not None
                     mail = compose(action, case, msg)
-                    outbox.append(self.enqueue(mail, case_id, message_row, now))
+                    outbox.append(self.enqueue_draft(mail, case_id, message_row, now))
                     self._link_message_id(mail.message_id, case_id)
                     if action.purpose in AUTOMATIC_PURPOSES:
                         self.db.executemany(
@@ -514,7 +531,8 @@ class Store:
     def due_mail(self, now: float, limit: int = 100) -> list[OutboxMail]:
         rows = self.db.execute(
             "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, created_at "
-            "FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            "FROM outbox WHERE state = 'queued' AND draft IS NULL AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),
         ).fetchall()
         return [
@@ -526,7 +544,9 @@ class Store:
         ]  # fmt: skip
 
     def next_due_at(self) -> float | None:
-        row = self.db.execute("SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued'").fetchone()
+        row = self.db.execute(
+            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued' AND draft IS NULL"
+        ).fetchone()
         return float(row[0]) if row[0] is not None else None
 
     def mark_sent(self, outbox_id: int, now: float) -> None:

@@ -223,3 +223,50 @@ def test_cases_list_and_show(
     assert "ack to alice@example.net: sent after 1 attempt(s)" in shown
     assert "secret" not in shown, "no password in cases show"
     assert main(["cases", "show", "99", "-c", str(path)]) == 1
+
+
+def test_follow_up_case_has_one_tag_and_its_replies_stay_in_it(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    mailbox.append(mail(subject="Docking station no video", message_id="<dock-1@example.net>"))
+    run_once(config)
+    (ack1,) = smtp.messages
+    store = store_of(config)
+    store.db.execute("UPDATE cases SET status = 'closed' WHERE id = 1")
+
+    # The requester answers the old acknowledgement after the case closed: a follow-up case.
+    mailbox.append(mail(subject=ack1.message["Subject"], message_id="<dock-2@example.net>",
+                        in_reply_to=ack1.message["Message-ID"],
+                        references=f"<dock-1@example.net> {ack1.message['Message-ID']}"))  # fmt: skip
+    run_once(config)
+    ack2 = smtp.wait_for(2)[1]
+    assert ack2.message["Subject"] == "Re: Docking station no video [Help #2]"
+    follow_up = store.case_by_id(2)
+    assert follow_up is not None and follow_up.subject == "Docking station no video"
+
+    # Answers to the follow-up's acknowledgement stay in it, by references or by its tag alone.
+    mailbox.append(mail(subject=f"AW: {ack2.message['Subject']}", in_reply_to=ack2.message["Message-ID"],
+                        references=f"<dock-2@example.net> {ack2.message['Message-ID']}"))  # fmt: skip
+    mailbox.append(mail(subject="Re: Docking station no video [Help #1] [Help #2]", body="Still no video.\n"))
+    run_once(config)
+    assert [c.id for c in store.list_cases()] == [2, 1]
+    assert [m["kind"] for m in store.case_messages(2)] == ["request", "requester_reply", "requester_reply"]
+    assert len(smtp.messages) == 2, "no third acknowledgement"
+
+
+def test_in_reply_to_wins_over_references_to_a_more_recent_case(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    mailbox.append(mail(subject="Laptop fan loud", message_id="<fan@example.net>"))
+    run_once(config)
+    mailbox.append(mail(subject="Monitor flickers", message_id="<flicker@example.net>"))
+    run_once(config)
+    store = store_of(config)
+    assert [c.id for c in store.list_cases()] == [2, 1], "case 2 is the more recently active"
+
+    # A reply to case 1's request whose References also name case 2's (a client that merged threads).
+    mailbox.append(mail(subject="Re: Laptop fan loud", in_reply_to="<fan@example.net>",
+                        references="<flicker@example.net> <fan@example.net>"))  # fmt: skip
+    run_once(config)
+    assert [m["kind"] for m in store.case_messages(1)] == ["request", "requester_reply"]
+    assert [m["kind"] for m in store.case_messages(2)] == ["request"]

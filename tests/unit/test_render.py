@@ -18,7 +18,8 @@ def render(msg=None, templates=None, action=None, **kw):  # type: ignore[no-unty
     args = {"templates": templates or Templates([]), "queue": VIEW, "message_id": "<ack-1@example.org>", "now": T0}
     args.update(kw)
     action = action or QueueMail("ack", "ack", (msg.from_,))
-    out = compose(action, case(), msg, **args)
+    the_case = args.pop("case", None) or case()
+    out = compose(action, the_case, msg, **args)
     return out, message_from_bytes(out.raw, policy=default)
 
 
@@ -72,7 +73,7 @@ def test_crlf_in_subject_and_name_cannot_add_headers() -> None:
 def test_requester_text_is_never_evaluated_as_template(tmp_path: Path) -> None:
     (tmp_path / "ack.txt.j2").write_text("Subject was: {{ message.subject }} / {{ message.text }}\n")
     msg = message(subject="{{ 7 * 7 }}", text="{% for x in range(3) %}boom{% endfor %}")
-    _, mail = render(msg=msg, templates=Templates([tmp_path]))
+    _, mail = render(msg=msg, templates=Templates([tmp_path]), case=case(subject=msg.subject))
     body = mail.get_body(("plain",)).get_content()
     assert body.replace("\r\n", "\n") == "Subject was: {{ 7 * 7 }} / {% for x in range(3) %}boom{% endfor %}\n"
     assert mail["Subject"] == "Re: {{ 7 * 7 }} [Help #42]"

@@ -14,7 +14,7 @@ from mailsvc.model import (
     MessageKind,
     MessageState,
     OpenCase,
-    OutgoingMail,
+    MailDraft,
     QueueMail,
     SetStatus,
 )
@@ -25,8 +25,18 @@ from tests.unit.factories import T0, message
 REF = MailRef("INBOX", 7, 1)
 
 
-def outgoing(action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
-    return OutgoingMail(f"<{action.purpose}-{case.id}@example.org>", "help@example.org", ("a@x",), b"raw", "ack")
+def outgoing(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
+    return MailDraft(
+        f"<{action.purpose}-{case.id}@example.org>",
+        "help@example.org",
+        ("a@x",),
+        "ack",
+        "ack",
+        (),
+        "",
+        False,
+        case.status,
+    )
 
 
 @pytest.fixture
@@ -73,7 +83,7 @@ def test_apply_opens_case_files_message_and_queues_mail(store: Store) -> None:
 
 
 def test_a_failing_action_leaves_nothing_behind(store: Store) -> None:
-    def broken(action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
+    def broken(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
         raise RuntimeError("template exploded")
 
     decision = Decision(
@@ -112,8 +122,26 @@ def test_status_change_and_case_listing(store: Store) -> None:
     assert [e["event"] for e in store.case_events(case_id)][-1] == "status_changed"
 
 
+def test_a_draft_is_not_sent_until_built_and_a_build_failure_is_a_failed_mail(store: Store) -> None:
+    first = open_case(store, message())
+    second = open_case(store, message(message_id="<m2@example.net>", content_hash="h2"), MailRef("INBOX", 7, 2))
+    assert store.due_mail(now=T0.timestamp()) == [] and store.next_due_at() is None
+    one, two = store.pending_drafts()
+    assert (one.case_id, one.draft.purpose, one.draft.status) == (first, "ack", CaseStatus.OPEN)
+    assert store.store_built(one.outbox_id, b"built")
+    assert not store.store_built(one.outbox_id, b"again"), "built once, by whoever comes first"
+    assert store.mark_build_failed(two.outbox_id, "cannot build: TemplateError: boom")
+    assert store.pending_drafts() == []
+    (due,) = store.due_mail(now=T0.timestamp())
+    assert (due.case_id, due.raw) == (first, b"built")
+    (failed,) = store.unnoticed_failures()
+    assert (failed["case_id"], failed["last_error"]) == (second, "cannot build: TemplateError: boom")
+
+
 def test_outbox_lifecycle(store: Store) -> None:
     case_id = open_case(store, message())
+    (draft,) = store.pending_drafts()
+    store.store_built(draft.outbox_id, b"raw")
     (mail,) = store.due_mail(now=T0.timestamp())
     store.mark_retry(mail.id, "451 later", next_attempt_at=T0.timestamp() + 60)
     assert store.due_mail(now=T0.timestamp()) == []

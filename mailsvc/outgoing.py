@@ -1,0 +1,110 @@
+"""Outgoing mail (shell): drafts decided in a transaction become bytes after its commit.
+
+`draft` runs inside `Store.apply` and only fixes the Message-ID and the envelope; `build_pending`
+runs after the commit, outside the write lock, and renders each draft from the values decided,
+the message that caused it, and the case's requester-visible thread. A draft that cannot be built
+is marked failed with the reason: the scheduler tells the team once, as of any failed mail.
+Drafts a crash left behind are built by the next pass, before the sender can see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from email.utils import make_msgid
+
+from mailsvc.config import Config
+from mailsvc.log import get_logger
+from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, MailDraft, QueueMail
+from mailsvc.parse import ParseLimits, parse_message
+from mailsvc.render import ThreadIds, compose
+from mailsvc.store import Store
+from mailsvc.store.drafts import PendingDraft
+from mailsvc.templatecheck import queue_templates, queue_view
+from mailsvc.trust import reply_address
+
+
+@dataclass
+class BuildResult:
+    built: int = 0
+    failed: int = 0
+
+
+class MailBuilder:
+    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime], limits: ParseLimits) -> None:
+        self.store = store
+        self.clock = clock
+        self.limits = limits
+        self.views = {name: queue_view(config, name) for name in config.queues}
+        self.templates = queue_templates(config)
+        self.token_key = config.trust.key()
+        self.log = get_logger(component="outgoing")
+
+    def draft(self, action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
+        """What the transaction records of a mail: Message-ID, envelope, and what to build it from."""
+        view = self.views[case.queue]
+        return MailDraft(
+            message_id=make_msgid(idstring=f"case{case.id}", domain=view.address.rpartition("@")[2]),
+            mail_from=view.address,
+            rcpt_to=tuple(a.addr for a in action.to),
+            purpose=action.purpose,
+            template=action.template,
+            to=action.to,
+            text=action.text,
+            attach=action.attach,
+            status=case.status,
+        )
+
+    def build_pending(self) -> BuildResult:
+        """Build every draft waiting (this pass's, and any a crash left); each stored in a short transaction."""
+        result = BuildResult()
+        while drafts := self.store.pending_drafts():
+            for pending in drafts:
+                log = self.log.bind(
+                    case_id=pending.case_id, message_id=pending.draft.message_id, purpose=pending.draft.purpose
+                )
+                try:
+                    raw = self._build(pending)
+                except Exception as exc:  # a template fault, an unencodable value: this mail fails, not the rest
+                    error = f"cannot build: {type(exc).__name__}: {exc}"[:300]
+                    with self.store.transaction():
+                        self.store.mark_build_failed(pending.outbox_id, error)
+                    log.error("mail_build_failed", error=error)
+                    result.failed += 1
+                    continue
+                with self.store.transaction():
+                    stored = self.store.store_built(pending.outbox_id, raw)
+                if stored:
+                    log.debug("mail_built", size=len(raw))
+                    result.built += 1
+        return result
+
+    def _build(self, pending: PendingDraft) -> bytes:
+        draft = pending.draft
+        if pending.case_id is None:
+            raise ValueError("a draft without a case")
+        case = self.store.case_by_id(pending.case_id)
+        if case is None:
+            raise ValueError(f"case {pending.case_id} is gone")
+        case = replace(case, status=draft.status)
+        # Timer mail has no cause of its own: it follows the request that opened the case.
+        cause = pending.cause
+        raw = self.store.message_raw(cause) if cause is not None else self.store.case_request(case.id)
+        msg = parse_message(raw or b"", self.limits)
+        view = self.views[case.queue]
+        to_staff = draft.purpose in STAFF_PURPOSES
+        reply_to = reply_address(view.address, case.id, self.token_key) if to_staff and self.token_key else None
+        thread = None if to_staff else self._requester_thread(case.id, pending.outbox_id)
+        action = QueueMail(draft.purpose, draft.template, draft.to, draft.text, draft.attach)
+        mail = compose(
+            action, case, msg, templates=self.templates[case.queue], queue=view,
+            message_id=draft.message_id, now=self.clock(), reply_to=reply_to, thread=thread,
+        )  # fmt: skip
+        return mail.raw
+
+    def _requester_thread(self, case_id: int, outbox_id: int) -> ThreadIds:
+        """Only what the requester received or sent: never a staff Message-ID nor a notification's."""
+        entries = self.store.requester_thread(case_id, outbox_id)
+        parent = next((e.message_id for e in reversed(entries) if e.from_requester), None)
+        return ThreadIds(parent, tuple(e.message_id for e in entries))
