@@ -43,19 +43,10 @@ class ParseLimits:
     max_headers: int = 1000  # header fields in the top-level header block
 
 
-# Added per delivery, so two copies of one mail differ only here.
-_TRACE_FIELDS = frozenset(
-    {
-        b"received",
-        b"return-path",
-        b"delivered-to",
-        b"x-original-to",
-        b"authentication-results",
-        b"arc-authentication-results",
-        b"arc-seal",
-        b"arc-message-signature",
-        b"received-spf",
-    }
+# What the author's client wrote: the duplicate key hashes these and the body, so fields added on
+# the way (trace, spam verdicts, ARC, forwarders' signatures, Resent-*) never make a second case.
+_ORIGIN_FIELDS = frozenset(
+    {b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"in-reply-to", b"references", b"mime-version"}
 )
 _HEADER_SCAN = 256 * 1024  # of a message over max_bytes, only this much is read for its headers
 _HEADER_VALUE_MAX = 64 * 1024
@@ -98,7 +89,8 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> InboundMes
 
 
 def content_hash(raw: bytes) -> str:
-    """sha256 of the message less its trace fields, with LF line ends: equal for two deliveries."""
+    """sha256 of the origin fields (From, To, Cc, Subject, Date, Message-ID, In-Reply-To, References,
+    MIME-Version, Content-*) and the body, with LF line ends: equal for every delivery of one mail."""
     data = raw.replace(b"\r\n", b"\n")
     if data.startswith(b"From "):  # the mbox envelope line also differs per delivery
         data = data.partition(b"\n")[2]
@@ -107,8 +99,17 @@ def content_hash(raw: bytes) -> str:
     else:
         head, _, body = data.partition(b"\n\n")
     unfolded = head.replace(b"\n ", b" ").replace(b"\n\t", b"\t")
-    kept = [line for line in unfolded.split(b"\n") if line.partition(b":")[0].strip().lower() not in _TRACE_FIELDS]
-    digest = hashlib.sha256(b"\n".join(kept))
+    fields = []
+    for line in unfolded.split(b"\n"):
+        name, _, value = line.partition(b":")
+        key = name.strip().lower()
+        if key in _ORIGIN_FIELDS or key.startswith(b"content-"):
+            fields.append(key + b":" + b" ".join(value.split()))
+    if not fields:  # not a header block we know: all of it counts, so nothing unlike is taken for a copy
+        return hashlib.sha256(data.strip()).hexdigest()
+    # In the order written per field name; a forwarder may reorder the block, never one field's copies.
+    fields.sort(key=lambda field: field.partition(b":")[0])
+    digest = hashlib.sha256(b"\n".join(fields))
     digest.update(b"\n\n")
     digest.update(body)
     return digest.hexdigest()

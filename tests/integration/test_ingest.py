@@ -270,3 +270,23 @@ def test_in_reply_to_wins_over_references_to_a_more_recent_case(
     run_once(config)
     assert [m["kind"] for m in store.case_messages(1)] == ["request", "requester_reply"]
     assert [m["kind"] for m in store.case_messages(2)] == ["request"]
+
+
+def test_same_mail_through_an_alias_with_its_own_delivery_headers_is_filed_once(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    request = mail(subject="Delivered via an alias", message_id="<alias@example.net>")
+    mailbox.append(b"Delivered-To: help@example.org\r\nX-Spam-Status: No, score=-0.1\r\n" + request)
+    # The alias's forwarder adds its own verdicts, seal and signature.
+    mailbox.append(
+        b"Delivered-To: it-alias@example.org\r\nX-Original-To: it-alias@example.org\r\n"
+        b"X-Spam-Flag: NO\r\nX-Spam-Status: No, score=0.4\r\nX-Rspamd-Queue-Id: 4F2A\r\n"
+        b"X-Forwarded-To: help@example.org\r\nResent-From: it-alias@example.org\r\n"
+        b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=fwd.example; s=k; b=abc\r\n"
+        b"Authentication-Results: fwd.example; dkim=pass header.d=example.net\r\n"
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=fwd.example; s=k; h=from; b=xyz\r\n" + request
+    )
+    run_once(config)
+    store = store_of(config)
+    assert store.counts() == {"cases": 1, "messages_filed": 1, "outbox_sent": 1}
+    assert len(smtp.messages) == 1 and len(mailbox.uids("Processed")) == 2

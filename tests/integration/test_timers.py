@@ -18,7 +18,7 @@ from mailsvc.config import Config, load_config
 from mailsvc.errors import TemplateError
 from mailsvc.imap import ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
-from mailsvc.model import Case, InboundMessage, OutgoingMail, QueueMail
+from mailsvc.model import Case, InboundMessage, MailDraft, QueueMail
 from mailsvc.report import Figures, build_report, case_facts, failed_mail
 from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
@@ -201,7 +201,7 @@ def test_a_timer_that_cannot_be_carried_out_is_skipped_and_the_others_go_on(
     desk.take()
     compose = desk.pipeline.compose
 
-    def broken_for_case_1(action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
+    def broken_for_case_1(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
         if case.id == 1:
             raise TemplateError("template reminder: boom")
         return compose(action, case, msg)

@@ -49,8 +49,8 @@ class Lookup:
     def case_by_id(self, case_id: int) -> Case | None:
         return self.cases.get(case_id)
 
-    def case_by_message_ids(self, message_ids: Sequence[str]) -> Case | None:
-        return None
+    def cases_by_message_ids(self, message_ids: Sequence[str]) -> dict[str, Case]:
+        return {}
 
 
 def run(msg: InboundMessage, match: ThreadMatch = NEW, sender: TrustVerdict = REQUESTER, **kw: object) -> Decision:

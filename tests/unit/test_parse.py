@@ -525,6 +525,31 @@ def test_content_hash_ignores_trace_fields_and_line_endings() -> None:
     assert content_hash(b"") == content_hash(b"\r\n") != content_hash(b"x")
 
 
+@pytest.mark.parametrize(
+    "added",
+    [
+        b"X-Spam-Status: No, score=-0.1\nX-Spam-Flag: NO\n",
+        b"X-Rspamd-Queue-Id: 4F2A\nX-Rspamd-Action: no action\n",
+        b"X-Forwarded-To: help@example.com\nX-Forwarded-For: alias@example.com help@example.com\n",
+        b"Resent-From: alias@example.com\nResent-Date: Tue, 4 Jun 2024 10:00:00 +0000\n",
+        b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=fwd.example; s=k; b=abc\n",
+        b"Authentication-Results: fwd.example; dkim=pass\nDKIM-Signature: v=1; d=fwd.example; b=xyz\n",
+        b"Delivered-To: alias@example.com\nX-Original-To: alias@example.com\nReturn-Path: <a@b>\n",
+    ],
+)
+def test_content_hash_ignores_every_field_added_on_the_way(added: bytes) -> None:
+    assert content_hash(added + PLAIN) == content_hash(PLAIN)
+    assert content_hash(PLAIN.replace(b"\n\n", b"\n" + added + b"\n", 1)) == content_hash(PLAIN)
+
+
+def test_content_hash_covers_what_the_author_wrote() -> None:
+    for field in (b"From", b"To", b"Cc", b"Subject", b"Message-ID", b"Date"):
+        line = next(x for x in PLAIN.split(b"\n") if x.lower().startswith(field.lower() + b":"))
+        assert content_hash(PLAIN.replace(line, line + b"x")) != content_hash(PLAIN), field
+    html = PLAIN.replace(b"\n\n", b"\nContent-Type: text/html\n\n", 1)
+    assert content_hash(html) != content_hash(PLAIN)
+
+
 def test_html_to_text() -> None:
     text = html_to_text("<p>One</p>" + "<br>" * 10 + "<p>Two &lt;3</p>")
 

@@ -10,11 +10,11 @@ from mailsvc.model import (
     Decision,
     FileMessage,
     InboundMessage,
+    MailDraft,
     MailRef,
     MessageKind,
     MessageState,
     OpenCase,
-    MailDraft,
     QueueMail,
     SetStatus,
 )
