@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -271,3 +272,30 @@ def test_reply_token_signature_shows_in_neither_cases_show_nor_logs(
     shown = capsys.readouterr().out
     assert "Fixed." in shown and "[redacted]@example.org" in shown
     assert signature not in shown
+
+
+def test_relay_and_resolved_notice_carry_the_case_subject_and_only_the_requesters_thread(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    mailbox.append(mail(subject="Projector in room 4.12 shows no signal", message_id="<proj@example.net>"))
+    run_once(config)
+    ack = next(c for c in smtp.messages if c.rcpt_tos == ("alice@example.net",))
+    notify = next(c for c in smtp.messages if "bob@example.org" in c.rcpt_tos)
+    assert notify.message["Subject"] == "[Help #1] (open) Projector in room 4.12 shows no signal"
+    smtp.clear()
+
+    reply = staff_reply(notify, "#resolve\nThe HDMI cable was loose; it works now.")
+    mailbox.append(reply)
+    run_once(config)
+    staff_ids = {notify.message["Message-ID"], message_from_bytes(reply)["Message-ID"]}
+    relay, resolved = smtp.wait_for(2)
+    assert relay.rcpt_tos == resolved.rcpt_tos == ("alice@example.net",)
+    assert body(relay).startswith("The HDMI cable was loose")
+    for out in (relay.message, resolved.message):
+        assert out["Subject"] == "Re: Projector in room 4.12 shows no signal [Help #1]"
+        assert out["In-Reply-To"] == "<proj@example.net>"
+        assert not staff_ids & set(out["References"].split())
+    assert relay.message["References"].split() == ["<proj@example.net>", ack.message["Message-ID"]]
+    assert resolved.message["References"].split() == [
+        "<proj@example.net>", ack.message["Message-ID"], relay.message["Message-ID"],
+    ]  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 
 from mailsvc.errors import TemplateError
 from mailsvc.model import Address, Attachment, QueueMail
-from mailsvc.render import QueueView, Templates, compose, header_text, reply_subject
+from mailsvc.render import QueueView, Templates, ThreadIds, compose, header_text, reply_subject
 from mailsvc.strip import MARKER
 from tests.unit.factories import T0, case, message
 
@@ -131,3 +131,24 @@ def test_relay_goes_from_the_help_address_with_only_the_given_text() -> None:
     assert "bob@example.org" not in mail.as_string()
     body = mail.get_body(("plain",)).get_content()
     assert body.startswith("Turn it off and on.") and "Bob Staff" in body
+
+
+def test_mail_to_the_requester_takes_the_case_subject_and_the_given_thread_only() -> None:
+    staff = message(
+        from_=Address("bob@example.org", "Bob Staff"),
+        subject="Re: [Help #42] (open) Printer on floor 3 is jammed [Help #7]",
+        message_id="<staff-reply@example.org>",
+        references=("<notify-1@example.org>",),
+    )
+    action = QueueMail("relay", "relay", (Address("alice@example.net"),), text="Fixed.")
+    thread = ThreadIds("<m1@example.net>", ("<m1@example.net>", "<ack-1@example.org>"))
+    out, mail = render(msg=staff, action=action, thread=thread)
+    assert mail["Subject"] == "Re: Printer on floor 3 is jammed [Help #42]"
+    assert mail["In-Reply-To"] == "<m1@example.net>"
+    assert mail["References"] == "<m1@example.net> <ack-1@example.org>"
+    assert b"staff-reply" not in out.raw and b"notify-1" not in out.raw
+
+
+def test_a_case_subject_with_old_tags_keeps_only_its_own() -> None:
+    _, mail = render(case=case(subject="Docking station [Help #15] no video [help # 16]"))
+    assert mail["Subject"] == "Re: Docking station no video [Help #42]"

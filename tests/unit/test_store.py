@@ -30,8 +30,8 @@ def outgoing(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
         f"<{action.purpose}-{case.id}@example.org>",
         "help@example.org",
         ("a@x",),
-        "ack",
-        "ack",
+        action.purpose,
+        action.template,
         (),
         "",
         False,
@@ -158,3 +158,20 @@ def test_uidvalidity_change_resets_the_position(store: Store) -> None:
     open_case(store, message(), MailRef("INBOX", 7, 50))
     open_case(store, message(message_id="<x@y>", content_hash="h3"), MailRef("INBOX", 8, 3))
     assert store.mailbox_position("INBOX") == (8, 3)
+
+
+def test_requester_thread_names_what_the_requester_sent_or_received_only(store: Store) -> None:
+    case_id = open_case(store, message())
+    staff_mail = QueueMail("notify", "notify", ())
+    reply = Decision(
+        case_id, "help", (FileMessage(MessageKind.STAFF_REPLY), staff_mail, QueueMail("relay", "relay", ()))
+    )
+    with store.transaction():
+        store.apply(reply, message(message_id="<staff@example.org>", content_hash="h2"), MailRef("INBOX", 7, 2),
+                    outgoing, T0)  # fmt: skip
+    ack, _notify, relay = (r["id"] for r in store.case_outbox(case_id))
+    entries = store.requester_thread(case_id, before_outbox_id=relay + 1)
+    assert [(e.message_id, e.from_requester) for e in entries] == [
+        ("<m1@example.net>", True), (f"<ack-{case_id}@example.org>", False), (f"<relay-{case_id}@example.org>", False),
+    ]  # fmt: skip
+    assert [e.message_id for e in store.requester_thread(case_id, before_outbox_id=ack)] == ["<m1@example.net>"]
