@@ -12,6 +12,9 @@ from mailsvc.cli import main
 from mailsvc.config import Config, parse_config
 from mailsvc.daemon import run_once
 from mailsvc.imap import ImapSource
+from mailsvc.ingest import Outcome, Pipeline
+from mailsvc.model import MailRef
+from mailsvc.parse import parse_message
 from mailsvc.store import Store
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
@@ -290,3 +293,86 @@ def test_same_mail_through_an_alias_with_its_own_delivery_headers_is_filed_once(
     store = store_of(config)
     assert store.counts() == {"cases": 1, "messages_filed": 1, "outbox_sent": 1}
     assert len(smtp.messages) == 1 and len(mailbox.uids("Processed")) == 2
+
+
+def with_report_attached(subject: str) -> bytes:
+    """A request that forwards a delivery report as an attachment (message/delivery-status)."""
+    return (
+        "From: Alice Example <alice@example.net>\r\nTo: help@example.org\r\n"
+        f"Subject: {subject}\r\nMessage-ID: <report@example.net>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nMy mail to the supplier came back, see attached.\r\n"
+        '--B\r\nContent-Type: message/delivery-status\r\nContent-Disposition: attachment; filename="status.txt"\r\n\r\n'
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        "Final-Recipient: rfc822; orders@supplier.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "--B--\r\n"
+    ).encode()
+
+
+def test_request_with_a_delivery_status_attachment_is_filed_and_its_report_forwarded_byte_exact(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    raw = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
+        smtp_port=smtp.port, store=tmp_path / "mailsvc.db", trust={"token_key": "test-token-key-0123456789"},
+    )  # fmt: skip
+    raw["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
+    config = parse_config(raw, tmp_path)
+    mailbox.append(with_report_attached("Supplier bounce"))
+    assert run_once(config) == 0
+    store = store_of(config)
+    assert store.counts() == {"cases": 1, "messages_filed": 1, "outbox_sent": 2}
+    notify = next(c for c in smtp.wait_for(2) if c.rcpt_tos == ("bob@example.org",))
+    (part,) = notify.message.iter_attachments()
+    assert part.get_content_type() == "application/octet-stream" and part.get_filename() == "status.txt"
+    (received,) = parse_message(with_report_attached("Supplier bounce")).attachments
+    assert part.get_payload(decode=True) == received.data
+    assert b"Final-Recipient: rfc822; orders@supplier.example" in received.data
+
+
+def test_a_mail_that_cannot_be_built_fails_alone_and_staff_are_told_once(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    # Passes `templates check` (every name is known) and fails only when rendered.
+    (templates / "ack.txt.j2").write_text("Your case {{ case.tag }}: {{ 1 // (case.id - case.id) }}\n")
+    raw = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
+        smtp_port=smtp.port, store=tmp_path / "mailsvc.db", trust={"token_key": "test-token-key-0123456789"},
+    )  # fmt: skip
+    raw["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
+    raw["queues"]["help"]["templates_dir"] = str(templates)
+    config = parse_config(raw, tmp_path)
+    mailbox.append(mail(subject="Scanner offline", message_id="<scan@example.net>"))
+    assert run_once(config) == 0
+
+    store = store_of(config)
+    (case,) = store.list_cases()
+    assert [m["kind"] for m in store.case_messages(case.id)] == ["request"]
+    assert mailbox.uids("Quarantine") == [] and len(mailbox.uids("Processed")) == 1
+    rows = {r["purpose"]: r for r in store.case_outbox(case.id)}
+    assert rows["ack"]["state"] == "failed"
+    assert rows["ack"]["last_error"].startswith("cannot build: ZeroDivisionError")
+    assert (rows["notify"]["state"], rows["send_failed"]["state"]) == ("sent", "sent")
+    notice = next(c for c in smtp.messages if "ZeroDivisionError" in c.data.decode())
+    assert notice.rcpt_tos == ("bob@example.org",) and "ack to alice@example.net" in notice.data.decode()
+
+    run_once(config)
+    assert [r["purpose"] for r in store.case_outbox(case.id)].count("send_failed") == 1, "told once"
+
+
+def test_drafts_a_crash_left_unbuilt_are_built_and_sent_on_restart(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    store = store_of(config)
+    pipeline = Pipeline(config, store)
+    with store.transaction():  # committed, then the process died before building
+        outcome, case_id = pipeline.handle(MailRef("INBOX", 1, 1), mail(subject="Left as a draft"))
+    assert outcome is Outcome.FILED and store.due_mail(time.time()) == []
+    (draft,) = store.pending_drafts()
+
+    assert run_once(config) == 0
+    (ack,) = smtp.messages
+    assert ack.message["Message-ID"] == draft.draft.message_id
+    assert ack.message["Subject"] == f"Re: Left as a draft [Help #{case_id}]"

@@ -152,3 +152,23 @@ def test_mail_to_the_requester_takes_the_case_subject_and_the_given_thread_only(
 def test_a_case_subject_with_old_tags_keeps_only_its_own() -> None:
     _, mail = render(case=case(subject="Docking station [Help #15] no video [help # 16]"))
     assert mail["Subject"] == "Re: Docking station no video [Help #42]"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "sent_as"),
+    [
+        ("message/delivery-status", "application/octet-stream"),
+        ("message/rfc822", "application/octet-stream"),
+        ("multipart/mixed", "application/octet-stream"),
+        ("text/csv", "text/csv"),
+        ("image/png", "image/png"),
+        ("weird", "application/octet-stream"),
+    ],
+)
+def test_attachments_of_any_type_are_sent_byte_exact(content_type: str, sent_as: str) -> None:
+    data = b"Reporting-MTA: dns; mx.example.net\r\n\r\nStatus: 5.1.1\r\n\xff\x00 end"
+    msg = message(attachments=(Attachment("report", content_type, len(data), data),))
+    action = QueueMail("notify", "notify", (Address("bob@example.org"),), text="See attached.", attach=True)
+    _, mail = render(msg=msg, action=action)
+    (part,) = list(mail.iter_attachments())
+    assert part.get_content_type() == sent_as and part.get_payload(decode=True) == data

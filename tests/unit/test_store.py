@@ -84,7 +84,7 @@ def test_apply_opens_case_files_message_and_queues_mail(store: Store) -> None:
 
 def test_a_failing_action_leaves_nothing_behind(store: Store) -> None:
     def broken(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
-        raise RuntimeError("template exploded")
+        raise RuntimeError("the action could not be recorded")
 
     decision = Decision(
         None,
