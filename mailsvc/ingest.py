@@ -110,8 +110,8 @@ class Pipeline:
         self.builder = MailBuilder(config, store, clock, self.limits)
         self.log = get_logger(component="ingest")
 
-    def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
-        """The draft `Store.apply` records; `build_pending` makes its bytes after the commit."""
+    def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
+        """The drafts `Store.apply` records; `build_pending` makes their bytes after the commit."""
         return self.builder.draft(action, case, msg)
 
     def build_pending(self) -> BuildResult:

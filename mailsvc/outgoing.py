@@ -18,7 +18,7 @@ from mailsvc.config import Config
 from mailsvc.log import get_logger
 from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, MailDraft, QueueMail
 from mailsvc.parse import ParseLimits, parse_message
-from mailsvc.render import ThreadIds, compose
+from mailsvc.render import ThreadIds, compose, recipient_groups
 from mailsvc.store import Store
 from mailsvc.store.drafts import PendingDraft
 from mailsvc.templatecheck import queue_templates, queue_view
@@ -41,19 +41,24 @@ class MailBuilder:
         self.token_key = config.trust.key()
         self.log = get_logger(component="outgoing")
 
-    def draft(self, action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
-        """What the transaction records of a mail: Message-ID, envelope, and what to build it from."""
+    def draft(self, action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
+        """What the transaction records of a mail: Message-ID, envelope, and what to build it from.
+
+        Recipients whose address needs SMTPUTF8 get a copy of their own (render.recipient_groups)."""
         view = self.views[case.queue]
-        return MailDraft(
-            message_id=make_msgid(idstring=f"case{case.id}", domain=view.address.rpartition("@")[2]),
-            mail_from=view.address,
-            rcpt_to=tuple(a.addr for a in action.to),
-            purpose=action.purpose,
-            template=action.template,
-            to=action.to,
-            text=action.text,
-            attach=action.attach,
-            status=case.status,
+        return tuple(
+            MailDraft(
+                message_id=make_msgid(idstring=f"case{case.id}", domain=view.address.rpartition("@")[2]),
+                mail_from=view.address,
+                rcpt_to=tuple(a.addr for a in to),
+                purpose=action.purpose,
+                template=action.template,
+                to=to,
+                text=action.text,
+                attach=action.attach,
+                status=case.status,
+            )
+            for to in recipient_groups(action.to)
         )
 
     def build_pending(self) -> BuildResult:
@@ -95,7 +100,7 @@ class MailBuilder:
         view = self.views[case.queue]
         to_staff = draft.purpose in STAFF_PURPOSES
         reply_to = reply_address(view.address, case.id, self.token_key) if to_staff and self.token_key else None
-        thread = None if to_staff else self._requester_thread(case.id, pending.outbox_id)
+        thread = None if to_staff else self._requester_thread(case.id, pending.outbox_id, msg)
         action = QueueMail(draft.purpose, draft.template, draft.to, draft.text, draft.attach)
         mail = compose(
             action, case, msg, templates=self.templates[case.queue], queue=view,
@@ -103,8 +108,11 @@ class MailBuilder:
         )  # fmt: skip
         return mail.raw
 
-    def _requester_thread(self, case_id: int, outbox_id: int) -> ThreadIds:
-        """Only what the requester received or sent: never a staff Message-ID nor a notification's."""
+    def _requester_thread(self, case_id: int, outbox_id: int, cause: InboundMessage) -> ThreadIds:
+        """Only what the requester received or sent: never a staff Message-ID nor a notification's.
+
+        When the requester's own mail caused this one, its References (their thread) lead."""
         entries = self.store.requester_thread(case_id, outbox_id)
         parent = next((e.message_id for e in reversed(entries) if e.from_requester), None)
-        return ThreadIds(parent, tuple(e.message_id for e in entries))
+        earlier = cause.references if parent is not None and cause.message_id == parent else ()
+        return ThreadIds(parent, (*earlier, *(e.message_id for e in entries)))

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import idna
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailsvc.envelope import idna_domain
 from mailsvc.errors import TemplateError
 from mailsvc.model import STAFF_PURPOSES, Address, Case, InboundMessage, OutgoingMail, QueueMail
 from mailsvc.strip import MARKER
@@ -173,7 +173,7 @@ def compose(
             mail.add_attachment(part.data, maintype=maintype, subtype=subtype, filename=part.filename)
     if thread is None:
         thread = ThreadIds(msg.message_id, (*msg.references, msg.message_id) if msg.message_id else ())
-    utf8 = any(not a.addr.isascii() and not _local_part(a.addr).isascii() for a in action.to)
+    utf8 = any(needs_smtputf8(a) for a in action.to)
     raw = mail.as_bytes(policy=SMTPUTF8 if utf8 else SMTP)
     return OutgoingMail(
         message_id=message_id,
@@ -204,14 +204,6 @@ def header_address(address: Address) -> str:
     return f'"{quoted}" <{address.addr}>' if name else address.addr
 
 
-def idna_domain(domain: str) -> str:
-    """The ASCII form of a domain (IDNA 2008 with UTS 46 mapping); ValueError when it has none."""
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as exc:
-        raise ValueError(f"domain {domain!r} has no IDNA form: {exc}") from exc
-
-
 def thread_headers(thread: ThreadIds) -> bytes:
     """In-Reply-To and References as raw header lines: Message-IDs are written as they came, never
     decoded (an encoded-word look-alike stays one) nor encoded (a UTF-8 id stays UTF-8)."""
@@ -228,3 +220,16 @@ def thread_headers(thread: ThreadIds) -> bytes:
 
 def _clean_id(message_id: str) -> bytes:
     return _UNSAFE.sub("", message_id).replace(" ", "").encode("utf-8", "surrogateescape")
+
+
+def needs_smtputf8(address: Address) -> bool:
+    """An address whose local part is not ASCII: only SMTPUTF8 can carry it."""
+    return not _local_part(address.addr).isascii()
+
+
+def recipient_groups(to: tuple[Address, ...]) -> tuple[tuple[Address, ...], ...]:
+    """The copies to send: addresses that need SMTPUTF8 apart from the others, so that a server
+    without it fails only their copy, never everyone's."""
+    plain = tuple(a for a in to if not needs_smtputf8(a))
+    utf8 = tuple(a for a in to if needs_smtputf8(a))
+    return tuple(group for group in (plain, utf8) if group)

@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable
 
 import aiosmtplib
+from aiosmtplib import SMTPResponse
 
 from mailsvc.config import SmtpConfig, TlsMode
+from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope
 from mailsvc.log import get_logger
 from mailsvc.store import OutboxMail, Store
 
@@ -41,6 +43,22 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"{exc.code} {exc.message}"
     return f"{type(exc).__name__}: {exc}"
+
+
+async def send_with_envelope(smtp: aiosmtplib.SMTP, mail: OutboxMail) -> tuple[dict[str, SMTPResponse], str]:
+    """sendmail with the envelope this server can carry: SMTPUTF8 when it offers it, else IDNA domains.
+
+    An address it cannot carry fails the mail as the server would (553 5.6.7, RFC 6531)."""
+    if smtp.is_ehlo_or_helo_needed:
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await smtp.helo()
+    try:
+        env = envelope(mail.mail_from, mail.rcpt_to, mail.raw, smtputf8=smtp.supports_extension("smtputf8"))
+    except CannotExpress as exc:
+        raise aiosmtplib.SMTPResponseException(NOT_EXPRESSIBLE_CODE, f"5.6.7 {exc}") from exc
+    return await smtp.sendmail(env.mail_from, list(env.rcpt_to), mail.raw, mail_options=env.mail_options)
 
 
 class Sender:
@@ -86,14 +104,14 @@ class Sender:
             try:
                 reused = self._smtp is not None and self._smtp.is_connected
                 smtp = await self._connection()
-                refused, _ = await smtp.sendmail(mail.mail_from, list(mail.rcpt_to), mail.raw)
+                refused, _ = await send_with_envelope(smtp, mail)
             except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                 if not reused:
                     raise
                 # The server closed an idle connection we kept: one fresh try before deferring.
                 self._smtp = None
                 smtp = await self._connection()
-                refused, _ = await smtp.sendmail(mail.mail_from, list(mail.rcpt_to), mail.raw)
+                refused, _ = await send_with_envelope(smtp, mail)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return self._failed(mail, exc)
         self.store.mark_sent(mail.id, self.clock())

@@ -51,7 +51,7 @@ from mailsvc.store.drafts import DraftQueries
 from mailsvc.store.migrate import migrate
 
 # The draft of the mail a QueueMail action asks for, once the case exists (built after the commit).
-Compose = Callable[[QueueMail, Case, InboundMessage], MailDraft]
+Compose = Callable[[QueueMail, Case, InboundMessage], Sequence[MailDraft]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,21 +357,23 @@ class Store(DraftQueries):
                     assert case_id is not None
                     case = self.case_by_id(case_id)
                     assert case is not None
-                    mail = compose(action, case, msg)
-                    outbox.append(self.enqueue_draft(mail, case_id, message_row, now))
-                    self._link_message_id(mail.message_id, case_id)
-                    if action.purpose in AUTOMATIC_PURPOSES:
-                        self.db.executemany(
-                            "INSERT INTO automatic_mail (address, at, outbox_id) VALUES (?,?,?)",
-                            [(a.key, _ts(now), outbox[-1]) for a in action.to],
+                    for mail in compose(action, case, msg):
+                        outbox.append(self.enqueue_draft(mail, case_id, message_row, now))
+                        self._link_message_id(mail.message_id, case_id)
+                        if action.purpose in AUTOMATIC_PURPOSES:
+                            self.db.executemany(
+                                "INSERT INTO automatic_mail (address, at, outbox_id) VALUES (?,?,?)",
+                                [(a.key, _ts(now), outbox[-1]) for a in mail.to],
+                            )
+                        self._event(case_id, now, f"{action.purpose}_queued", ", ".join(mail.rcpt_to))
+                        events.append(
+                            (f"{action.purpose}_queued", {"case_id": case_id, "out_message_id": mail.message_id})
                         )
                     if action.purpose == "relay":
                         self.db.execute(
                             "UPDATE cases SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
                             (_ts(now), case_id),
                         )
-                    self._event(case_id, now, f"{action.purpose}_queued", ", ".join(mail.rcpt_to))
-                    events.append((f"{action.purpose}_queued", {"case_id": case_id, "out_message_id": mail.message_id}))
                 case Suppress(purpose=purpose, reason=reason):
                     if case_id is not None:
                         self._event(case_id, now, f"{purpose}_suppressed", reason)

@@ -30,6 +30,7 @@ class Captured:
     rcpt_tos: tuple[str, ...]
     data: bytes
     received_at: float  # time.time() when DATA completed
+    mail_options: tuple[str, ...] = ()  # as given with MAIL FROM, e.g. SMTPUTF8
 
     @property
     def message(self) -> EmailMessage:
@@ -49,9 +50,16 @@ class SmtpCapture:
 
     host = HOST
 
-    def __init__(self, on_message: Callable[[Captured], None] | None = None, *, ready_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[Captured], None] | None = None,
+        *,
+        ready_timeout: float = 10.0,
+        smtputf8: bool = False,
+    ) -> None:
         self.on_message = on_message
         self.ready_timeout = ready_timeout
+        self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531) in the EHLO answer
         self.port = 0
         self._controller: Controller | None = None
         self._cond = threading.Condition()
@@ -163,6 +171,7 @@ class SmtpCapture:
             rcpt_tos=tuple(str(r) for r in envelope.rcpt_tos),
             data=bytes(data),
             received_at=time.time(),
+            mail_options=tuple(str(o) for o in envelope.mail_options),
         )
         if self.on_message is not None:
             # Before the waiters wake: whoever saw wait_for() return also sees what the hook recorded.
@@ -196,6 +205,7 @@ class _Controller(Controller):
             port=port,
             ready_timeout=capture.ready_timeout,
             server_hostname="smtp-capture.localhost",
+            enable_SMTPUTF8=capture.smtputf8,
         )
         self._capture = capture
 

@@ -18,7 +18,7 @@ from mailsvc.parse import parse_message
 from mailsvc.store import Store
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
-from mailsvc.testing.smtp_capture import SmtpCapture
+from mailsvc.testing.smtp_capture import Captured, SmtpCapture
 
 
 @pytest.fixture
@@ -376,3 +376,66 @@ def test_drafts_a_crash_left_unbuilt_are_built_and_sent_on_restart(
     (ack,) = smtp.messages
     assert ack.message["Message-ID"] == draft.draft.message_id
     assert ack.message["Subject"] == f"Re: Left as a draft [Help #{case_id}]"
+
+
+def staffed_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+    raw = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
+        smtp_port=smtp.port, store=tmp_path / "mailsvc.db", trust={"token_key": "test-token-key-0123456789"},
+    )  # fmt: skip
+    raw["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
+    return parse_config(raw, tmp_path)
+
+
+def from_joerg(message_id: str, references: str = "") -> bytes:
+    """A request as an RFC 6532 client writes it: UTF-8 addresses in the headers."""
+    lines = [
+        "From: Jörg Müller <jörg@exämple.net>", "To: help@example.org", "Subject: Drucker streikt",
+        "Date: Mon, 23 Nov 2026 09:00:00 +0100", f"Message-ID: {message_id}",
+        *([f"References: {references}"] if references else []),
+        "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
+        "", "Der Drucker im zweiten Stock druckt nicht mehr.", "",
+    ]  # fmt: skip
+    return "\r\n".join(lines).encode()
+
+
+def test_internationalised_sender_is_filed_and_answered_over_smtputf8(tmp_path: Path, mailbox: Mailbox) -> None:
+    with SmtpCapture(smtputf8=True) as smtp:
+        config = staffed_config(tmp_path, mailbox, smtp)
+        mailbox.append(from_joerg("<jörg-1@exämple.net>", references="<=?utf-8?q?x?=@e>"))
+        assert run_once(config) == 0
+        store = store_of(config)
+        (case,) = store.list_cases()
+        assert case.requester.addr == "jörg@exämple.net"
+        assert store.counts()["messages_filed"] == 1 and mailbox.uids("Quarantine") == []
+        ack = next(c for c in smtp.wait_for(2) if c.rcpt_tos == ("jörg@exämple.net",))
+        assert "SMTPUTF8" in ack.mail_options
+        assert 'To: "Jörg Müller" <jörg@exämple.net>'.encode() in ack.data
+        # Message-IDs byte for byte: the UTF-8 one not encoded, the encoded-word look-alike not decoded.
+        assert "In-Reply-To: <jörg-1@exämple.net>".encode() in ack.data
+        assert "References: <=?utf-8?q?x?=@e>\r\n <jörg-1@exämple.net>".encode() in ack.data
+
+
+def test_without_smtputf8_an_address_that_cannot_be_expressed_fails_with_a_notice(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    config = staffed_config(tmp_path, mailbox, smtp)
+    mailbox.append(from_joerg("<jörg-2@example.net>"))
+    assert run_once(config) == 0
+    store = store_of(config)
+    (case,) = store.list_cases()
+    assert store.counts()["messages_filed"] == 1 and mailbox.uids("Quarantine") == []
+    rows = {r["purpose"]: r for r in store.case_outbox(case.id)}
+    assert rows["ack"]["state"] == "failed"
+    assert rows["ack"]["last_error"] == (
+        "553 5.6.7 jörg@exämple.net: a non-ASCII local part needs SMTPUTF8, which the server does not offer"
+    )
+    assert run_once(config) == 0  # the scheduler tells staff of mail that failed since its last look
+    (notice,) = [c for c in smtp.messages if "5.6.7" in body_text(c)]
+    assert notice.rcpt_tos == ("bob@example.org",) and "jörg@exämple.net" in body_text(notice)
+
+
+def body_text(captured: Captured) -> str:
+    part = captured.message.get_body(("plain",))
+    assert isinstance(part, EmailMessage)
+    return str(part.get_content())

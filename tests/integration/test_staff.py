@@ -299,3 +299,31 @@ def test_relay_and_resolved_notice_carry_the_case_subject_and_only_the_requester
     assert resolved.message["References"].split() == [
         "<proj@example.net>", ack.message["Message-ID"], relay.message["Message-ID"],
     ]  # fmt: skip
+
+
+def test_staff_answer_reaches_the_requester_when_a_cc_needs_smtputf8_the_server_lacks(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    request = mail(subject="Printer jammed", message_id="<req@example.net>")
+    cc = "Cc: Zoë <zoë@bücher.example>, Info <info@bücher.example>\r\n".encode()
+    mailbox.append(cc + request)
+    run_once(config)
+    notify = next(c for c in smtp.messages if "bob@example.org" in c.rcpt_tos)
+    smtp.clear()
+
+    mailbox.append(staff_reply(notify, "Paper tray 2 was empty; refilled."))
+    assert run_once(config) == 0
+    (relay,) = smtp.messages
+    # The domain goes as IDNA; the address with a UTF-8 local part gets a copy of its own, which fails.
+    assert relay.rcpt_tos == ("alice@example.net", "info@xn--bcher-kva.example")
+    assert body(relay).startswith("Paper tray 2 was empty")
+    store = Store.open(config.store.path)
+    failed = [r for r in store.case_outbox(1) if r["state"] == "failed"]
+    assert [(r["purpose"], r["rcpt_to"]) for r in failed] == [("relay", "zoë@bücher.example")]
+    assert "5.6.7" in failed[0]["last_error"] and "SMTPUTF8" in failed[0]["last_error"]
+    assert mailbox.uids("Quarantine") == []
+
+    run_once(config)
+    (notice,) = smtp.messages[1:]
+    assert set(notice.rcpt_tos) == {"bob@example.org", "carol@example.org"}
+    assert "relay to zoë@bücher.example" in body(notice)

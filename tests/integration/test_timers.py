@@ -201,7 +201,7 @@ def test_a_timer_that_cannot_be_carried_out_is_skipped_and_the_others_go_on(
     desk.take()
     compose = desk.pipeline.compose
 
-    def broken_for_case_1(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
+    def broken_for_case_1(action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
         if case.id == 1:
             raise TemplateError("template reminder: boom")
         return compose(action, case, msg)

@@ -6,7 +6,16 @@ import pytest
 
 from mailsvc.errors import TemplateError
 from mailsvc.model import Address, Attachment, QueueMail
-from mailsvc.render import QueueView, Templates, ThreadIds, compose, header_text, reply_subject
+from mailsvc.render import (
+    QueueView,
+    Templates,
+    ThreadIds,
+    compose,
+    header_address,
+    header_text,
+    recipient_groups,
+    reply_subject,
+)
 from mailsvc.strip import MARKER
 from tests.unit.factories import T0, case, message
 
@@ -172,3 +181,26 @@ def test_attachments_of_any_type_are_sent_byte_exact(content_type: str, sent_as:
     _, mail = render(msg=msg, action=action)
     (part,) = list(mail.iter_attachments())
     assert part.get_content_type() == sent_as and part.get_payload(decode=True) == data
+
+
+def test_internationalised_recipients_get_copies_apart_and_header_forms() -> None:
+    alice, zoe, info = (
+        Address("alice@example.net"),
+        Address("zoë@bücher.example", "Zoë"),
+        Address("info@bücher.example"),
+    )
+    assert recipient_groups((alice, zoe, info)) == ((alice, info), (zoe,))
+    assert recipient_groups((alice,)) == ((alice,),)
+    assert header_address(info) == "info@xn--bcher-kva.example"
+    assert header_address(zoe) == '"Zoë" <zoë@bücher.example>'
+    out, _ = render(action=QueueMail("relay", "relay", (zoe,), text="Hi"))
+    assert 'To: "Zoë" <zoë@bücher.example>'.encode() in out.raw
+
+
+def test_message_ids_are_written_byte_exact() -> None:
+    msg = message(message_id="<jörg-1@exämple.net>", references=("<=?utf-8?q?x?=@e>",))
+    out, _ = render(msg=msg)
+    assert (
+        "In-Reply-To: <jörg-1@exämple.net>\r\nReferences: <=?utf-8?q?x?=@e>\r\n <jörg-1@exämple.net>\r\n".encode()
+        in out.raw
+    )

@@ -25,8 +25,8 @@ from tests.unit.factories import T0, message
 REF = MailRef("INBOX", 7, 1)
 
 
-def outgoing(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
-    return MailDraft(
+def outgoing(action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
+    draft = MailDraft(
         f"<{action.purpose}-{case.id}@example.org>",
         "help@example.org",
         ("a@x",),
@@ -37,6 +37,7 @@ def outgoing(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
         False,
         case.status,
     )
+    return (draft,)
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def test_apply_opens_case_files_message_and_queues_mail(store: Store) -> None:
 
 
 def test_a_failing_action_leaves_nothing_behind(store: Store) -> None:
-    def broken(action: QueueMail, case: Case, msg: InboundMessage) -> MailDraft:
+    def broken(action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
         raise RuntimeError("the action could not be recorded")
 
     decision = Decision(
