@@ -20,6 +20,7 @@ from mailsvc.model import (
     Case,
     CaseStatus,
     Classification,
+    ClearAutomatic,
     ClearBouncing,
     Decision,
     FileMessage,
@@ -74,7 +75,10 @@ def decide(
     human = (MessageKind.REQUEST, MessageKind.REQUESTER_REPLY)
     if msg.from_ is not None and any(isinstance(a, FileMessage) and a.kind in human for a in decision.actions):
         # The requester wrote from this address: it works again, whatever bounced before.
-        return Decision(decision.case_id, decision.queue, (*decision.actions, ClearBouncing(msg.from_.key)))
+        extra: tuple[Action, ...] = (ClearBouncing(msg.from_.key),)
+        if match.case is not None and match.case.automatic and decision.case_id == match.case.id:
+            extra += (ClearAutomatic(),)  # a person wrote: the case's SLA starts now
+        return Decision(decision.case_id, decision.queue, (*decision.actions, *extra))
     return decision
 
 
@@ -129,14 +133,25 @@ def _open_case(
     """A new case; its subject is the topic alone (a follow-up's request quotes the old case's tag)."""
     assert msg.from_ is not None, "parse quarantines mail without a sender"
     ccs = tuple(a for a in msg.cc if a.key != msg.from_.key and queue.staff_member(a.addr) is None and "@" in a.addr)
+    automatic = is_automatic(found.kind)
+    subject = case_subject(msg.subject, tags) or "(no subject)"
     actions: list[Action] = [
-        OpenCase(queue.name, case_subject(msg.subject, tags) or "(no subject)", msg.from_, parent=parent, ccs=ccs),
+        OpenCase(queue.name, subject, msg.from_, parent=parent, ccs=ccs, automatic=automatic),
         FileMessage(found.kind),
     ]
-    if is_automatic(found.kind):
+    if automatic:
+        # Automatic mail that threads nowhere: no answer to a machine, but no silent case either.
+        # Staff are told; the case is marked automatic and runs no SLA until a person writes on it.
         actions.append(Suppress("ack", found.reason))
         if found.bounced:  # a bounce of mail we cannot place: the address is bad all the same
             actions.append(MarkBouncing(found.bounced, found.reason))
+        if found.kind is MessageKind.JUNK:
+            actions.append(Suppress("notify", found.reason))
+        elif queue.staff:
+            text = f"Automatic mail ({found.reason}) that belongs to no case:\n\n{strip_reply(msg.text)}"
+            actions.append(QueueMail("notify", "notify", queue.staff, text=text, attach=True))
+        else:
+            actions.append(Suppress("notify", "the queue has no staff"))
         return Decision(None, queue.name, tuple(actions))
     actions.append(QueueMail("ack", "ack", (msg.from_,)))
     if queue.staff:

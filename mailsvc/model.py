@@ -132,6 +132,7 @@ class Case:
     owner: str | None = None
     ccs: tuple[Address, ...] = ()
     merged_into: int | None = None
+    automatic: bool = False  # opened by automatic mail; no SLA until a person writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ class OpenCase:
     requester: Address
     parent: int | None = None  # the closed case a reply to it reopened as this one
     ccs: tuple[Address, ...] = ()
+    automatic: bool = False  # opened by automatic mail that threads nowhere (see ClearAutomatic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +298,11 @@ class ClearBouncing:
     address: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClearAutomatic:
+    """A person wrote on a case automatic mail opened: from now on it is a case like any other."""
+
+
 Action = (
     OpenCase
     | FileMessage
@@ -313,6 +320,7 @@ Action = (
     | RecordSatisfaction
     | MarkBouncing
     | ClearBouncing
+    | ClearAutomatic
 )
 
 

@@ -20,6 +20,7 @@ from mailsvc.model import (
     CancelTimers,
     Case,
     CaseStatus,
+    ClearAutomatic,
     EndTimer,
     MergeInto,
     OpenCase,
@@ -64,8 +65,11 @@ def plan_timers(
             out.append(CancelTimers(ALL_TIMERS, f"merged into case {action.target}"))
         out.append(action)
         match action:
-            case OpenCase():
+            case OpenCase(automatic=automatic):
                 status = CaseStatus.OPEN
+                if not automatic:  # a case automatic mail opened gets its SLA when a person writes
+                    out.extend(_sla_timers(policy, now))
+            case ClearAutomatic():
                 out.extend(_sla_timers(policy, now))
             case QueueMail(purpose="relay"):
                 out.append(CancelTimers(SLA_TIMERS, "staff answered"))

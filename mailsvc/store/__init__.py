@@ -22,6 +22,7 @@ from mailsvc.model import (
     CancelTimers,
     Case,
     CaseStatus,
+    ClearAutomatic,
     ClearBouncing,
     Decision,
     EndTimer,
@@ -102,6 +103,7 @@ def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
         owner=row["owner"],
         ccs=ccs,
         merged_into=row["merged_into"],
+        automatic=bool(row["automatic"]),
     )
 
 
@@ -326,18 +328,23 @@ class Store(DraftQueries):
                 case OpenCase(queue=queue, subject=subject, requester=requester, parent=parent, ccs=ccs):
                     cur = self.db.execute(
                         "INSERT INTO cases (queue, subject, requester, requester_name, status, parent_case, "
-                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
-                        (queue, subject, requester.addr, requester.name, "open", parent, _ts(now), _ts(now)),
-                    )
+                        "created_at, updated_at, automatic) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (queue, subject, requester.addr, requester.name, "open", parent, _ts(now), _ts(now),
+                         int(action.automatic)),
+                    )  # fmt: skip
                     case_id = cur.lastrowid
                     assert case_id is not None
                     for cc in ccs:
                         self._add_cc(case_id, cc)
                     follows = f", follows case {parent}" if parent else ""
+                    follows += " (automatic mail)" if action.automatic else ""
                     self._event(case_id, now, "case_opened", requester.addr + follows)
                     if parent:
                         self._event(parent, now, "followed_up", f"by case {case_id}")
-                    events.append(("case_opened", {"case_id": case_id, "queue": queue, "parent_case": parent}))
+                    events.append(
+                        ("case_opened", {"case_id": case_id, "queue": queue, "parent_case": parent,
+                                         "automatic": action.automatic})
+                    )  # fmt: skip
                 case FileMessage(kind=kind, note=note):
                     message_row = self._insert_message(
                         msg, ref=ref, case_id=case_id, state=MessageState.FILED, kind=kind.value,
@@ -433,6 +440,10 @@ class Store(DraftQueries):
                     )
                 self._event(case_id, now, "marked_bouncing", ", ".join(addresses))
                 return "recipient_marked_bouncing", {"case_id": case_id, "addresses": list(addresses)}
+            case ClearAutomatic():
+                self.db.execute("UPDATE cases SET automatic = 0 WHERE id = ?", (case_id,))
+                self._event(case_id, now, "automatic_cleared", "a person wrote")
+                return "case_automatic_cleared", {"case_id": case_id}
             case ClearBouncing(address=address):
                 cur = self.db.execute("DELETE FROM bouncing WHERE address = ?", (address.lower(),))
                 if cur.rowcount == 0:

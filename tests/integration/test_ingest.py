@@ -378,12 +378,13 @@ def test_drafts_a_crash_left_unbuilt_are_built_and_sent_on_restart(
     assert ack.message["Subject"] == f"Re: Left as a draft [Help #{case_id}]"
 
 
-def staffed_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+def staffed_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, **queue: object) -> Config:
     raw = sandbox_config(
         imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
         smtp_port=smtp.port, store=tmp_path / "mailsvc.db", trust={"token_key": "test-token-key-0123456789"},
     )  # fmt: skip
     raw["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
+    raw["queues"]["help"].update(queue)
     return parse_config(raw, tmp_path)
 
 
@@ -439,3 +440,33 @@ def body_text(captured: Captured) -> str:
     part = captured.message.get_body(("plain",))
     assert isinstance(part, EmailMessage)
     return str(part.get_content())
+
+
+def test_automatic_mail_that_threads_nowhere_is_shown_to_staff_and_runs_no_sla_until_a_person_writes(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    config = staffed_config(tmp_path, mailbox, smtp, sla={"first_response": "4h"})
+    out_of_office = {"Auto-Submitted": "auto-replied"}
+    mailbox.append(mail(subject="Automatic reply: printer", message_id="<ooo@example.net>",
+                        body="I am out of the office until Monday.\n", headers=out_of_office))  # fmt: skip
+    mailbox.append(mail(subject="[announce] Maintenance tonight", sender="list@lists.example.net",
+                        headers={"List-Id": "<announce.lists.example.net>"}))  # fmt: skip
+    assert run_once(config) == 0
+    store = store_of(config)
+    cases = sorted(store.list_cases(), key=lambda c: c.id)
+    assert [(c.automatic, c.requester.addr) for c in cases] == [
+        (True, "alice@example.net"), (True, "list@lists.example.net"),
+    ]  # fmt: skip
+    notices = smtp.wait_for(2)
+    assert all(c.rcpt_tos == ("bob@example.org",) for c in notices), "no acknowledgement to a machine"
+    assert "out of the office until Monday" in body_text(notices[0])
+    assert "Maintenance tonight" in notices[1].message["Subject"]
+    assert [r["kind"] for r in store.case_timers(1)] == [], "no SLA on a case no person wrote"
+
+    # Alice writes herself on that case: it is a case like any other from now on.
+    mailbox.append(mail(subject="Re: Automatic reply: printer", in_reply_to="<ooo@example.net>",
+                        body="Sorry, I am back: the printer on floor 3 is still jammed.\n"))  # fmt: skip
+    assert run_once(config) == 0
+    case = store.case_by_id(1)
+    assert case is not None and not case.automatic
+    assert [(r["kind"], r["state"]) for r in store.case_timers(1)] == [("sla_1", "pending")]

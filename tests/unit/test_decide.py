@@ -8,6 +8,7 @@ from mailsvc.model import (
     Case,
     CaseStatus,
     Classification,
+    ClearAutomatic,
     ClearBouncing,
     Decision,
     FileMessage,
@@ -26,6 +27,7 @@ from mailsvc.model import (
     ThreadMatch,
 )
 from mailsvc.strip import MARKER
+from mailsvc.thread import compile_tag
 from mailsvc.trust import TrustVerdict
 from tests.unit.factories import case, message
 
@@ -91,11 +93,42 @@ def test_queue_without_staff_acks_only() -> None:
     assert set(mails(decision)) == {"ack"}
 
 
-def test_automatic_mail_opens_case_without_ack() -> None:
-    msg = message(headers={"Auto-Submitted": ["auto-replied"]})
+def test_automatic_mail_that_threads_nowhere_opens_an_automatic_case_staff_are_told() -> None:
+    msg = message(headers={"Auto-Submitted": ["auto-replied"]}, text="I am out of office until Monday.")
     decision = run(msg)
-    assert mails(decision) == {}
+    assert decision.actions[0] == OpenCase("help", msg.subject, msg.from_, automatic=True)
     assert Suppress("ack", "Auto-Submitted: auto-replied") in decision.actions
+    assert set(mails(decision)) == {"notify"}
+    notify = mails(decision)["notify"]
+    assert notify.to == (BOB, CAROL)
+    assert notify.text.startswith("Automatic mail (Auto-Submitted: auto-replied) that belongs to no case")
+    assert "out of office until Monday" in notify.text
+
+
+def test_automatic_mail_to_a_queue_without_staff_tells_no_one_and_says_why() -> None:
+    msg = message(headers={"List-Id": ["<announce.example.net>"]})
+    decision = decide(msg, classify(msg, CTX), NEW, queues=QUEUES, queue="billing", sender=REQUESTER, lookup=Lookup())
+    assert mails(decision) == {} and Suppress("notify", "the queue has no staff") in decision.actions
+
+
+def test_a_person_writing_on_an_automatic_case_clears_the_mark() -> None:
+    auto = ThreadMatch(case(automatic=True), "tag")
+    assert ClearAutomatic() in run(message(subject="Re: [Help #42]"), auto).actions
+    assert ClearAutomatic() not in run(message(subject="Re: [Help #42]"), ThreadMatch(case(), "tag")).actions
+    more_auto = message(headers={"Auto-Submitted": ["auto-replied"]})
+    assert ClearAutomatic() not in run(more_auto, auto).actions
+
+
+def test_a_new_request_opens_a_case_not_marked_automatic() -> None:
+    assert run(message()).actions[0] == OpenCase("help", "Printer on floor 3 is jammed", message().from_)
+
+
+def test_a_follow_up_case_subject_has_no_old_tag_and_no_reply_prefix() -> None:
+    queues = {"help": QueuePolicy("help", (BOB,), tag=compile_tag("[Help #{id}]"))}
+    msg = message(subject="AW: Re: Docking station no video [Help #15] [Help #16]")
+    closed = ThreadMatch(case(id=16, status=CaseStatus.CLOSED), "tag")
+    decision = decide(msg, classify(msg, CTX), closed, queues=queues, queue="help", sender=REQUESTER, lookup=Lookup())
+    assert decision.actions[0] == OpenCase("help", "Docking station no video", msg.from_, parent=16)
 
 
 def test_our_own_mail_coming_back_is_only_filed() -> None:
@@ -325,5 +358,5 @@ def test_bounce_that_threads_nowhere_still_marks_the_address() -> None:
     reason = "550 5.1.1 <gone@example.net>: user unknown"
     found = Classification(MessageKind.BOUNCE, reason, bounced=("gone@example.net",))
     decision = run(message(from_=Address("MAILER-DAEMON@mx.example.net")), found=found)
-    assert decision.actions[-1] == MarkBouncing(("gone@example.net",), reason)
-    assert not [a for a in decision.actions if isinstance(a, QueueMail)]
+    assert MarkBouncing(("gone@example.net",), reason) in decision.actions
+    assert set(mails(decision)) == {"notify"}, "staff hear of it; nothing goes to the daemon"

@@ -7,6 +7,7 @@ from mailsvc.model import (
     Address,
     CancelTimers,
     CaseStatus,
+    ClearAutomatic,
     EndTimer,
     FileMessage,
     MergeInto,
@@ -64,6 +65,18 @@ def test_sla_without_business_hours_counts_wall_clock_time() -> None:
     policy = TimerPolicy(first_response=timedelta(hours=2))
     assert plan_timers([OPENED], None, policy, FRIDAY_4PM) == (
         OPENED,
+        SetTimer(TimerKind.SLA_1, datetime(2026, 11, 27, 18, 0, tzinfo=BERLIN)),
+    )
+
+
+def test_a_case_automatic_mail_opened_runs_no_sla_until_a_person_writes() -> None:
+    policy = TimerPolicy(first_response=timedelta(hours=2))
+    opened = OpenCase("help", "Out of office", ALICE, automatic=True)
+    actions = (opened, FileMessage(MessageKind.AUTO_REPLY))
+    assert plan_timers(actions, None, policy, FRIDAY_4PM) == actions
+    wrote = (FileMessage(MessageKind.REQUESTER_REPLY), ClearAutomatic())
+    assert plan_timers(wrote, CaseStatus.OPEN, policy, FRIDAY_4PM) == (
+        *wrote,
         SetTimer(TimerKind.SLA_1, datetime(2026, 11, 27, 18, 0, tzinfo=BERLIN)),
     )
 
