@@ -148,7 +148,7 @@ class ThreadMatch:
     """Which case a message joins; `case` is None for a new case."""
 
     case: Case | None
-    method: str  # "tag", "references", "new"
+    method: str  # "bounce", "token", "in_reply_to", "references", "tag", "new" (thread.find_case)
     detail: str = ""
 
 
