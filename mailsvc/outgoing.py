@@ -62,25 +62,32 @@ class MailBuilder:
         )
 
     def build_pending(self) -> BuildResult:
-        """Build every draft waiting (this pass's, and any a crash left); each stored in a short transaction."""
+        """Build every draft waiting (this pass's, and any a crash left), then store the bytes of
+        a batch in one short transaction: rendering never runs under the write lock."""
         result = BuildResult()
         while drafts := self.store.pending_drafts():
+            built: list[tuple[PendingDraft, bytes | None, str]] = []
             for pending in drafts:
-                log = self.log.bind(
-                    case_id=pending.case_id, message_id=pending.draft.message_id, purpose=pending.draft.purpose
-                )
                 try:
-                    raw = self._build(pending)
+                    built.append((pending, self._build(pending), ""))
                 except Exception as exc:  # a template fault, an unencodable value: this mail fails, not the rest
-                    error = f"cannot build: {type(exc).__name__}: {exc}"[:300]
-                    with self.store.transaction():
-                        self.store.mark_build_failed(pending.outbox_id, error)
+                    built.append((pending, None, f"cannot build: {type(exc).__name__}: {exc}"[:300]))
+            with self.store.transaction():
+                stored = [
+                    self.store.store_built(p.outbox_id, raw)
+                    if raw is not None
+                    else self.store.mark_build_failed(p.outbox_id, error)
+                    for p, raw, error in built
+                ]
+            for (pending, raw, error), done in zip(built, stored, strict=True):
+                if not done:
+                    continue  # another worker built it first
+                draft = pending.draft
+                log = self.log.bind(case_id=pending.case_id, message_id=draft.message_id, purpose=draft.purpose)
+                if raw is None:
                     log.error("mail_build_failed", error=error)
                     result.failed += 1
-                    continue
-                with self.store.transaction():
-                    stored = self.store.store_built(pending.outbox_id, raw)
-                if stored:
+                else:
                     log.debug("mail_built", size=len(raw))
                     result.built += 1
         return result
@@ -100,7 +107,7 @@ class MailBuilder:
         view = self.views[case.queue]
         to_staff = draft.purpose in STAFF_PURPOSES
         reply_to = reply_address(view.address, case.id, self.token_key) if to_staff and self.token_key else None
-        thread = None if to_staff else self._requester_thread(case.id, pending.outbox_id, msg)
+        thread = None if to_staff else self._requester_thread(pending, msg)
         action = QueueMail(draft.purpose, draft.template, draft.to, draft.text, draft.attach)
         mail = compose(
             action, case, msg, templates=self.templates[case.queue], queue=view,
@@ -108,11 +115,12 @@ class MailBuilder:
         )  # fmt: skip
         return mail.raw
 
-    def _requester_thread(self, case_id: int, outbox_id: int, cause: InboundMessage) -> ThreadIds:
-        """Only what the requester received or sent: never a staff Message-ID nor a notification's.
-
-        When the requester's own mail caused this one, its References (their thread) lead."""
-        entries = self.store.requester_thread(case_id, outbox_id)
+    def _requester_thread(self, pending: PendingDraft, cause: InboundMessage) -> ThreadIds:
+        """Only what the requester received or sent up to this mail's decision: never a staff
+        Message-ID nor a notification's. When the requester's own mail caused it, its References
+        (their thread) lead."""
+        assert pending.case_id is not None
+        entries = self.store.requester_thread(pending.case_id, pending.outbox_id, pending.cause)
         parent = next((e.message_id for e in reversed(entries) if e.from_requester), None)
         earlier = cause.references if parent is not None and cause.message_id == parent else ()
         return ThreadIds(parent, (*earlier, *(e.message_id for e in entries)))

@@ -18,6 +18,7 @@ _MARKS = ",".join("?" * len(_STAFF))
 _THREAD_SQL = (
     "SELECT message_id, 1 AS mine, received_at AS at, id FROM messages WHERE case_id = ? "  # noqa: S608
     "AND state = 'filed' AND kind IN ('request', 'requester_reply') AND message_id IS NOT NULL "
+    "AND (? IS NULL OR id <= ?) "
     "UNION ALL "
     "SELECT message_id, 0, created_at, id FROM outbox WHERE case_id = ? AND id < ? AND state != 'failed' "
     f"AND purpose NOT IN ({_MARKS}) ORDER BY at, mine DESC, id"
@@ -115,7 +116,11 @@ class DraftQueries:
         row = self.db.execute("SELECT raw FROM messages WHERE id = ?", (message_row,)).fetchone()
         return bytes(row[0]) if row else None
 
-    def requester_thread(self, case_id: int, before_outbox_id: int) -> list[ThreadEntry]:
-        """What the requester sent on the case and what we sent them before this mail, oldest first."""
-        rows = self.db.execute(_THREAD_SQL, (case_id, case_id, before_outbox_id, *_STAFF)).fetchall()
+    def requester_thread(
+        self, case_id: int, before_outbox_id: int, up_to_message: int | None = None
+    ) -> list[ThreadEntry]:
+        """What the requester sent on the case (up to message row `up_to_message`, the mail's cause)
+        and what we sent them before outbox row `before_outbox_id`, oldest first."""
+        args = (case_id, up_to_message, up_to_message, case_id, before_outbox_id, *_STAFF)
+        rows = self.db.execute(_THREAD_SQL, args).fetchall()
         return [ThreadEntry(r["message_id"], bool(r["mine"])) for r in rows]

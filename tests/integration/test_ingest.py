@@ -470,3 +470,15 @@ def test_automatic_mail_that_threads_nowhere_is_shown_to_staff_and_runs_no_sla_u
     case = store.case_by_id(1)
     assert case is not None and not case.automatic
     assert [(r["kind"], r["state"]) for r in store.case_timers(1)] == [("sla_1", "pending")]
+
+
+def test_acknowledgement_answers_the_request_when_a_reply_follows_in_the_same_pass(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture
+) -> None:
+    mailbox.append(mail(subject="Badge reader broken", message_id="<badge-1@example.net>"))
+    mailbox.append(mail(subject="Re: Badge reader broken", message_id="<badge-2@example.net>",
+                        in_reply_to="<badge-1@example.net>", references="<badge-1@example.net>"))  # fmt: skip
+    assert run_once(config) == 0
+    (ack,) = smtp.messages
+    assert ack.message["In-Reply-To"] == "<badge-1@example.net>"
+    assert ack.message["References"] == "<badge-1@example.net>"

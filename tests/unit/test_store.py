@@ -176,3 +176,16 @@ def test_requester_thread_names_what_the_requester_sent_or_received_only(store: 
         ("<m1@example.net>", True), (f"<ack-{case_id}@example.org>", False), (f"<relay-{case_id}@example.org>", False),
     ]  # fmt: skip
     assert [e.message_id for e in store.requester_thread(case_id, before_outbox_id=ack)] == ["<m1@example.net>"]
+
+
+def test_requester_thread_stops_at_the_message_that_caused_the_mail(store: Store) -> None:
+    case_id = open_case(store, message())
+    later = Decision(case_id, "help", (FileMessage(MessageKind.REQUESTER_REPLY),))
+    with store.transaction():  # the requester wrote again before the acknowledgement was built
+        store.apply(later, message(message_id="<m2@example.net>", content_hash="h2"), MailRef("INBOX", 7, 2),
+                    outgoing, T0)  # fmt: skip
+    (draft,) = store.pending_drafts()
+    assert draft.cause is not None
+    entries = store.requester_thread(case_id, draft.outbox_id, up_to_message=draft.cause)
+    assert [e.message_id for e in entries] == ["<m1@example.net>"]
+    assert len(store.requester_thread(case_id, draft.outbox_id)) == 2
