@@ -40,6 +40,7 @@ class MailBuilder:
         self.templates = queue_templates(config)
         self.token_key = config.trust.key()
         self.log = get_logger(component="outgoing")
+        self._parsed: dict[tuple[str, int], InboundMessage] = {}
 
     def draft(self, action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
         """What the transaction records of a mail: Message-ID, envelope, and what to build it from.
@@ -67,6 +68,7 @@ class MailBuilder:
         result = BuildResult()
         while drafts := self.store.pending_drafts():
             built: list[tuple[PendingDraft, bytes | None, str]] = []
+            self._parsed.clear()  # an acknowledgement and a notification share their cause: parsed once
             for pending in drafts:
                 try:
                     built.append((pending, self._build(pending), ""))
@@ -90,6 +92,7 @@ class MailBuilder:
                 else:
                     log.debug("mail_built", size=len(raw))
                     result.built += 1
+        self._parsed.clear()
         return result
 
     def _build(self, pending: PendingDraft) -> bytes:
@@ -100,10 +103,7 @@ class MailBuilder:
         if case is None:
             raise ValueError(f"case {pending.case_id} is gone")
         case = replace(case, status=draft.status)
-        # Timer mail has no cause of its own: it follows the request that opened the case.
-        cause = pending.cause
-        raw = self.store.message_raw(cause) if cause is not None else self.store.case_request(case.id)
-        msg = parse_message(raw or b"", self.limits)
+        msg = self._cause(pending, case.id)
         view = self.views[case.queue]
         to_staff = draft.purpose in STAFF_PURPOSES
         reply_to = reply_address(view.address, case.id, self.token_key) if to_staff and self.token_key else None
@@ -114,6 +114,15 @@ class MailBuilder:
             message_id=draft.message_id, now=self.clock(), reply_to=reply_to, thread=thread,
         )  # fmt: skip
         return mail.raw
+
+    def _cause(self, pending: PendingDraft, case_id: int) -> InboundMessage:
+        """The message the mail answers; timer mail has none of its own and follows the case's request."""
+        key = ("message", pending.cause) if pending.cause is not None else ("request", case_id)
+        msg = self._parsed.get(key)
+        if msg is None:
+            raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
+            msg = self._parsed[key] = parse_message(raw or b"", self.limits)
+        return msg
 
     def _requester_thread(self, pending: PendingDraft, cause: InboundMessage) -> ThreadIds:
         """Only what the requester received or sent up to this mail's decision: never a staff
