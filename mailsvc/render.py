@@ -24,7 +24,7 @@ from mailsvc.envelope import idna_domain
 from mailsvc.errors import TemplateError
 from mailsvc.model import STAFF_PURPOSES, Address, Case, InboundMessage, OutgoingMail, QueueMail
 from mailsvc.strip import MARKER
-from mailsvc.thread import compile_tag, render_tag
+from mailsvc.thread import compile_tag, render_tag, strip_tags
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|vs|r|rif|odp|res)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -140,18 +140,19 @@ def compose(
     """The mail `action` asks for. Mail to the requester takes its subject from the case and names
     `thread` (what the requester received or sent); without `thread`, `msg` is the parent."""
     tag = render_tag(queue.subject_tag, case.id)
+    tags = compile_tag(queue.subject_tag)
     context = template_context(action, case, msg, queue, tag)
     mail = EmailMessage()
     to_staff = action.purpose in STAFF_PURPOSES
     if to_staff:
         about = header_text(case.requester.name or case.requester.addr)
         mail["From"] = formataddr((header_text(f"{about} via {queue.display_name}"), queue.address))
-        mail["Subject"] = f"{tag} ({case.status.value}) {header_text(case.subject)}"
+        mail["Subject"] = f"{tag} ({case.status.value}) {strip_tags(header_text(case.subject), [tags])}"
         if reply_to:
             mail["Reply-To"] = reply_to
     else:
         mail["From"] = formataddr((header_text(queue.display_name), queue.address))
-        mail["Subject"] = reply_subject(case.subject, tag, queue.tag_position, compile_tag(queue.subject_tag))
+        mail["Subject"] = reply_subject(case.subject, tag, queue.tag_position, tags)
     mail["To"] = ", ".join(header_address(a) for a in action.to)
     mail["Date"] = format_datetime(now)
     mail["Message-ID"] = message_id

@@ -204,3 +204,9 @@ def test_message_ids_are_written_byte_exact() -> None:
         "In-Reply-To: <jörg-1@exämple.net>\r\nReferences: <=?utf-8?q?x?=@e>\r\n <jörg-1@exämple.net>\r\n".encode()
         in out.raw
     )
+
+
+def test_staff_mail_carries_one_tag_too() -> None:
+    action = QueueMail("notify", "notify", (Address("bob@example.org"),), text="x")
+    _, mail = render(action=action, case=case(subject="Docking station [Help #15]"))
+    assert mail["Subject"] == "[Help #42] (open) Docking station"
