@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from structlog.typing import FilteringBoundLogger
 
+from mailsvc import crashpoint
 from mailsvc.bounce import detect_bounce
 from mailsvc.classify import ClassifyContext, classify, is_automatic
 from mailsvc.config import Config, QueueConfig
@@ -262,6 +263,8 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
                     result.duplicates += outcome is Outcome.DUPLICATE
                     if case_id is not None:
                         result.cases.add(case_id)
+                crashpoint.reached("ingest_between_messages")
+        crashpoint.reached("ingest_committed")
         committed()
         _move(source, done, cfg.processed_folder, result)
         _move(source, bad, cfg.quarantine_folder, result)

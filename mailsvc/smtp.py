@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import aiosmtplib
 
+from mailsvc import crashpoint
 from mailsvc.config import SmtpConfig, TlsMode
 from mailsvc.log import get_logger
 from mailsvc.store import OutboxMail, Store
@@ -96,6 +97,7 @@ class Sender:
                 refused, _ = await smtp.sendmail(mail.mail_from, list(mail.rcpt_to), mail.raw)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return self._failed(mail, exc)
+        crashpoint.reached("smtp_accepted")
         self.store.mark_sent(mail.id, self.clock())
         for address, response in refused.items():
             log.warning("mail_recipient_refused", recipient=address, error=f"{response.code} {response.message}")
