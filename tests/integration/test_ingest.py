@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
         smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
     )  # fmt: skip
     return parse_config(raw, tmp_path)
+
+
+def wait_until(holds: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not holds():
+        assert time.monotonic() < deadline, f"no {what} in {timeout}s"
+        time.sleep(0.02)
 
 
 def store_of(config: Config) -> Store:
@@ -158,7 +166,8 @@ def test_transient_smtp_failure_is_retried_with_the_same_message_id(
     assert (out["state"], out["attempts"]) == ("queued", 1) and out["last_error"].startswith("451")
     assert smtp.messages == []
 
-    time.sleep(config.smtp.retry_base + 0.1)
+    (due,) = store.db.execute("SELECT next_attempt_at FROM outbox WHERE id = ?", (out["id"],)).fetchone()
+    wait_until(lambda: time.time() >= due, "the retry to fall due")
     run_once(config)
     (out,) = store.case_outbox(case.id)
     assert (out["state"], out["attempts"]) == ("sent", 2)

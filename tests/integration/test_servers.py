@@ -71,10 +71,10 @@ def test_users_are_isolated_and_added_while_running(dovecot: PrivateDovecot, mai
 
 
 def test_wrong_password_is_refused_quickly(dovecot: PrivateDovecot, mailbox: Mailbox) -> None:
-    started = time.monotonic()
+    # What makes it quick: no delay after a failed login (Dovecot's default is 2 s) in the server's config.
+    assert "\nauth_failure_delay = 0\n" in dovecot.conf_path.read_text()
     with pytest.raises(imapclient.exceptions.LoginError):
         dovecot.client(mailbox.user, "not-the-password")
-    assert time.monotonic() - started < 1.5, "auth_failure_delay should be 0 on the test server"
     with mailbox.client() as client:  # and no penalty for the next login from 127.0.0.1
         assert client.has_capability("MOVE")
 
@@ -84,16 +84,14 @@ def test_idle_reports_mail_appended_from_another_connection(mailbox: Mailbox) ->
         watcher.select_folder("INBOX")
         watcher.idle()
         try:
-            started = time.monotonic()
+            deadline = time.monotonic() + 5
             mailbox.append(raw_mail("pushed"))
             responses: list[tuple[object, ...]] = []
-            while time.monotonic() - started < 5 and not any(r[1:2] == (b"EXISTS",) for r in responses):
+            while time.monotonic() < deadline and not any(r[1:2] == (b"EXISTS",) for r in responses):
                 responses += watcher.idle_check(timeout=1)
-            elapsed = time.monotonic() - started
         finally:
             watcher.idle_done()
     assert (1, b"EXISTS") in responses
-    assert elapsed < 2, f"IDLE took {elapsed:.1f}s: Dovecot should push at once, not poll"
 
 
 def test_restart_keeps_mail_and_port(dovecot: PrivateDovecot, mailbox: Mailbox) -> None:
@@ -197,19 +195,15 @@ def test_smtp_restart_keeps_the_port(smtp: SmtpCapture) -> None:
 
 def test_wait_for_times_out_and_says_how_many_arrived(smtp: SmtpCapture) -> None:
     send(smtp, outgoing())
-    started = time.monotonic()
     with pytest.raises(TimeoutError, match=r"expected 2 message.*got 1"):
         smtp.wait_for(2, timeout=0.3)
-    assert 0.3 <= time.monotonic() - started < 2
 
 
 def test_wait_for_wakes_when_mail_arrives_later(smtp: SmtpCapture) -> None:
     sender = threading.Timer(0.2, send, args=(smtp, outgoing("late")))
     sender.start()
     try:
-        started = time.monotonic()
         (got,) = smtp.wait_for(1, timeout=5)
-        assert time.monotonic() - started < 3
         assert got.message["Subject"] == "late"
     finally:
         sender.join()
