@@ -191,7 +191,9 @@ def test_unreachable_imap_is_a_clean_failure(config: Config) -> None:
 
 
 def test_server_without_move_gets_copy_delete_expunge(tmp_path: Path, smtp: SmtpCapture) -> None:
-    with PrivateDovecot(tmp_path / "nomove", disable_move=True) as server:
+    # In the system's temp dir, not tmp_path: another pytest run on the machine makes pytest's base 0700,
+    # and Dovecot's unprivileged processes then fail (CREATE answered SERVERBUG).
+    with PrivateDovecot.in_temp_dir(disable_move=True) as server:
         box = server.new_mailbox("nomove")
         raw = sandbox_config(
             imap_port=box.port, imap_user=box.user, imap_password=box.password,

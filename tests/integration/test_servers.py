@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from email.message import EmailMessage
@@ -105,8 +107,10 @@ def test_restart_keeps_mail_and_port(dovecot: PrivateDovecot, mailbox: Mailbox) 
     assert mailbox.append(raw_mail("after")) == [3]
 
 
-def test_disable_move_hides_move_and_stop_leaves_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
-    server = PrivateDovecot(tmp_path_factory.mktemp("nomove"), disable_move=True)
+def test_disable_move_hides_move_and_stop_leaves_nothing(request: pytest.FixtureRequest) -> None:
+    base = Path(tempfile.mkdtemp(prefix="mailsvc-dovecot-"))  # not tmp_path: see PrivateDovecot.in_temp_dir
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    server = PrivateDovecot(base, disable_move=True)
     server.add_user("early", "pw")  # before start() too
     with server:
         with server.client("early") as client:
