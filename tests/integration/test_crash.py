@@ -221,9 +221,12 @@ def point_requests(mailbox: Mailbox) -> list[str]:
     return ids
 
 
-def assert_each_filed_and_acked_once(db: Path, smtp: SmtpCapture, ids: list[str], mailbox: Mailbox) -> None:
-    stored = read_rows(db, f"SELECT message_id, state FROM messages WHERE message_id != '{SENTINEL}' ORDER BY id")
-    assert stored == [(message_id, "filed") for message_id in ids]
+def assert_each_filed_and_acked_once(
+    db: Path, smtp: SmtpCapture, ids: list[str], mailbox: Mailbox, quarantined: int = 0
+) -> None:
+    query = f"SELECT message_id, state FROM messages WHERE message_id != '{SENTINEL}' AND state = 'filed' ORDER BY id"
+    assert read_rows(db, query) == [(message_id, "filed") for message_id in ids]
+    assert read_rows(db, "SELECT count(*) FROM messages WHERE state = 'quarantined'") == [(quarantined,)]
     acks = read_rows(db, f"SELECT message_id, state FROM outbox WHERE purpose = 'ack' AND rcpt_to != '{SENTINEL_FROM}'")
     assert [state for _, state in acks] == ["sent"] * len(ids)
     received = Counter(c.message["Message-ID"] for c in smtp.messages)
@@ -235,17 +238,23 @@ def test_kill_after_the_ingest_commit_before_the_move(
     tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, start: Start
 ) -> None:
     db = tmp_path / "mailsvc.db"
-    config = write_sandbox_config(tmp_path / "mailsvc.yaml", mailbox, smtp, db, imap={"fetch_batch": POINT_MAIL})
+    config = write_sandbox_config(tmp_path / "mailsvc.yaml", mailbox, smtp, db, imap={"fetch_batch": POINT_MAIL + 1})
     ids = point_requests(mailbox)
+    mailbox.append(b"Subject: no sender at all\nMessage-ID: <nobody@example.net>\n\nWho wrote this?\n")
 
     crash_at("ingest_committed", start, config, tmp_path / "crashed.log")
     # Committed and never moved: the store has them, the server copies are still in INBOX, nothing was sent.
-    assert read_rows(db, "SELECT message_id FROM messages ORDER BY id") == [(m,) for m in ids]
-    assert len(mailbox.uids("INBOX")) == POINT_MAIL and mailbox.uids("Processed") == []
+    stored = read_rows(db, "SELECT message_id, state FROM messages ORDER BY id")
+    assert stored == [(m, "filed") for m in ids] + [("<nobody@example.net>", "quarantined")]
+    assert len(mailbox.uids("INBOX")) == POINT_MAIL + 1 and mailbox.uids("Processed") == []
     assert smtp.messages == []
 
     restart_until_done(start, config, tmp_path / "again.log", mailbox, smtp, db)
-    assert_each_filed_and_acked_once(db, smtp, ids, mailbox)
+    # The move is finished from the store's record: filed to Processed, the quarantined one to Quarantine, once.
+    query = "SELECT message_id FROM messages WHERE state = 'quarantined'"
+    assert read_rows(db, query) == [("<nobody@example.net>",)]
+    assert len(mailbox.uids("Quarantine")) == 1
+    assert_each_filed_and_acked_once(db, smtp, ids, mailbox, quarantined=1)
 
 
 def test_kill_between_two_messages_of_one_batch(
