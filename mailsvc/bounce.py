@@ -94,21 +94,26 @@ _ROLE_ACCOUNTS = re.compile(r"^(postmaster|mailer-daemon|abuse|hostmaster|suppor
 def detect_bounce(raw: bytes) -> Bounce | None:
     """The bounce `raw` reports, or None when it is not one. Never raises; MAX_BYTES and MAX_LINES bound the time."""
     try:
-        # One line ending: flufl's detectors split body lines on LF only, so a CR-only bounce is one long line.
-        lines = raw[:MAX_BYTES].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n", MAX_LINES)
-        msg = BytesParser(policy=compat32).parsebytes(b"\n".join(lines[:MAX_LINES]))
-        report = _read_report(msg)
-        complaint = _complaint(report)
-        if complaint is not None:
-            return complaint
-        blocks = [(rcpt, fields) for fields in _status_blocks(report) if (rcpt := _recipient(fields))]
-        if any(_action(fields) for _, fields in blocks):  # a readable DSN is authoritative, also about success
-            return _from_dsn(blocks, report)
-        if not _from_mail_system(msg):  # heuristics on human mail find addresses in signatures and lists
-            return None
-        return _from_flufl(msg, report) or _from_notice(msg, report)
+        return _detect(raw)
     except Exception:  # mail too mangled to read is no bounce we can act on, and must not stop the loop
         return None
+
+
+def _detect(raw: bytes) -> Bounce | None:
+    """detect_bounce without its catch-all, so that tests can fuzz what it would hide."""
+    # One line ending: flufl's detectors split body lines on LF only, so a CR-only bounce is one long line.
+    lines = raw[:MAX_BYTES].replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n", MAX_LINES)
+    msg = BytesParser(policy=compat32).parsebytes(b"\n".join(lines[:MAX_LINES]))
+    report = _read_report(msg)
+    complaint = _complaint(report)
+    if complaint is not None:
+        return complaint
+    blocks = [(rcpt, fields) for fields in _status_blocks(report) if (rcpt := _recipient(fields))]
+    if any(_action(fields) for _, fields in blocks):  # a readable DSN is authoritative, also about success
+        return _from_dsn(blocks, report)
+    if not _from_mail_system(msg):  # heuristics on human mail find addresses in signatures and lists
+        return None
+    return _from_flufl(msg, report) or _from_notice(msg, report)
 
 
 def _read_report(msg: Message) -> _Report:

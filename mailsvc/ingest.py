@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from structlog.typing import FilteringBoundLogger
 
+from mailsvc import crashpoint
 from mailsvc.classify import ClassifyContext, classify_mail
 from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide
@@ -237,6 +238,8 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
                     result.duplicates += outcome is Outcome.DUPLICATE
                     if case_id is not None:
                         result.cases.add(case_id)
+                crashpoint.reached("ingest_between_messages")
+        crashpoint.reached("ingest_committed")
         pipeline.build_pending()
         committed()
         _move(source, done, cfg.processed_folder, result)

@@ -7,13 +7,11 @@ enters them only as data and never reaches a header unsanitised.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -53,13 +51,11 @@ def reply_subject(subject: str, tag: str, position: str, tags: re.Pattern[str] |
 
 
 class Templates:
-    """The templates of one queue: its own folder first, then the shared folder, then the defaults."""
+    """The templates of one queue, from the loader a shell gives (mailsvc.templatefiles reads them from disk)."""
 
-    def __init__(self, folders: Sequence[Path]) -> None:
-        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(f)) for f in folders]
-        loaders.append(jinja2.PackageLoader("mailsvc.templates", ""))
+    def __init__(self, loader: jinja2.BaseLoader) -> None:
         self.env = SandboxedEnvironment(
-            loader=jinja2.ChoiceLoader(loaders),
+            loader=loader,
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
             keep_trailing_newline=True,

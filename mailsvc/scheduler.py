@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailsvc import crashpoint
 from mailsvc.decide import decide_send_failure
 from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
@@ -45,6 +46,7 @@ class Scheduler:
                 try:
                     with self.store.transaction():
                         applied = self._fire(case_id, timers)
+                        crashpoint.reached("timer_fired")
                 except Exception as exc:  # a bug or a broken template must not stop every other case's timers
                     self._give_up(case_id, timers, f"{type(exc).__name__}: {exc}")
                     continue

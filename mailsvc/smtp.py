@@ -17,6 +17,7 @@ from collections.abc import Callable
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
+from mailsvc import crashpoint
 from mailsvc.config import SmtpConfig, TlsMode
 from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope
 from mailsvc.log import get_logger
@@ -114,6 +115,7 @@ class Sender:
                 refused, _ = await send_with_envelope(smtp, mail)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return self._failed(mail, exc)
+        crashpoint.reached("smtp_accepted")
         self.store.mark_sent(mail.id, self.clock())
         for address, response in refused.items():
             log.warning("mail_recipient_refused", recipient=address, error=f"{response.code} {response.message}")

@@ -23,6 +23,7 @@ from mailsvc.config import Config
 from mailsvc.model import STAFF_PURPOSES, Address, Attachment, Case, CaseStatus, InboundMessage, QueueMail
 from mailsvc.render import QueueView, Templates, compose, template_context
 from mailsvc.strip import strip_reply
+from mailsvc.templatefiles import load_templates
 from mailsvc.thread import render_tag
 from mailsvc.trust import reply_address
 
@@ -59,7 +60,7 @@ class TemplateFile:
 def queue_templates(config: Config) -> dict[str, Templates]:
     """Each queue's templates, folders in the order ingest uses: the queue's, the shared one, the defaults."""
     return {
-        name: Templates([d for d in (q.templates_dir, config.templates_dir) if d is not None])
+        name: load_templates([d for d in (q.templates_dir, config.templates_dir) if d is not None])
         for name, q in config.queues.items()
     }
 

@@ -48,6 +48,17 @@ class Watched(Daemon):
             time.sleep(0.05)
         return found
 
+    def wait_for_event_where(
+        self, name: str, holds: Callable[[dict[str, Any]], bool], timeout: float = 15
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not (found := [e for e in self.named(name) if holds(e)]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such {name} event in {timeout}s:\n{self.log_text()}")
+            assert self.proc.poll() is None, f"daemon exited early:\n{self.log_text()}"
+            time.sleep(0.05)
+        return found[0]
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
@@ -76,21 +87,33 @@ def launch(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Iterator[Laun
                 daemon.proc.wait()
 
 
-def assert_once(tmp_path: Path, smtp: SmtpCapture, requests: list[str], daemon: Watched) -> None:
+SENTINEL = "<sentinel@example.net>"
+SENTINEL_FROM = "last@example.net"
+
+
+def assert_once(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, requests: list[str], daemon: Watched, folder: str = "INBOX"
+) -> None:
     """Each request filed once, one case and one ack each, every ack received exactly once."""
     db = tmp_path / "mailsvc.db"
     daemon.wait_for_count("mail_sent", len(requests))
-    time.sleep(0.5)  # room for a wrong second ack to show up
-    stored = read_rows(db, "SELECT message_id, count(*) FROM messages GROUP BY message_id ORDER BY min(id)")
+    # A sentinel request, filed and answered after the others: once its ack is out, a wrong second ack for
+    # any of them would be out too.
+    mailbox.append(mail(subject="Last one", sender=f"Last <{SENTINEL_FROM}>", message_id=SENTINEL), folder)
+    daemon.wait_for_event_where("mail_sent", lambda e: e.get("rcpt") == [SENTINEL_FROM])
+    query = "SELECT message_id, count(*) FROM messages WHERE message_id != ? GROUP BY message_id ORDER BY min(id)"
+    stored = read_rows(db, query.replace("?", f"'{SENTINEL}'"))
     assert stored == [(r, 1) for r in requests]
-    assert read_rows(db, "SELECT count(*) FROM cases") == [(len(requests),)]
-    outbox = read_rows(db, "SELECT message_id, purpose, state FROM outbox ORDER BY id")
+    assert read_rows(db, "SELECT count(*) FROM cases") == [(len(requests) + 1,)]
+    query = "SELECT message_id, purpose, state FROM outbox WHERE rcpt_to != ? ORDER BY id"
+    outbox = read_rows(db, query.replace("?", f"'{SENTINEL_FROM}'"))
     assert [(p, s) for _, p, s in outbox] == [("ack", "sent")] * len(requests)
-    received = Counter(c.message["Message-ID"] for c in smtp.messages)
+    answers = [c for c in smtp.messages if c.rcpt_tos != (SENTINEL_FROM,)]
+    received = Counter(c.message["Message-ID"] for c in answers)
     assert received == Counter(m for m, _, _ in outbox)
-    assert [c.message["In-Reply-To"] for c in smtp.messages] == requests
+    assert [c.message["In-Reply-To"] for c in answers] == requests
     names = [e["event"] for e in daemon.events()]
-    assert names.count("case_opened") == len(requests) and names.count("ack_queued") == len(requests)
+    assert names.count("case_opened") == len(requests) + 1 and names.count("ack_queued") == len(requests) + 1
 
 
 def assert_reconnected(daemon: Watched) -> None:
@@ -127,8 +150,8 @@ def test_restarted_server_while_idle(
     smtp.wait_for(2, timeout=10)
 
     assert_reconnected(daemon)
-    assert_once(tmp_path, smtp, [first_id, second_id], daemon)
-    assert mailbox.uids("INBOX") == [] and len(mailbox.uids("Processed")) == 2
+    assert_once(tmp_path, mailbox, smtp, [first_id, second_id], daemon)
+    assert mailbox.uids("INBOX") == [] and len(mailbox.uids("Processed")) == 3
     assert daemon.stop() == 0
 
 
@@ -145,17 +168,14 @@ def test_dropped_connection_while_idle(
 
     dropped = dovecot.kick(mailbox.user) if how == "kick" else dovecot.kill_sessions(mailbox.user)
     assert dropped == 1
-    started = time.monotonic()
+    # Noticed from the connection itself: the IDLE renewal (25 minutes by default) is far past this wait.
     daemon.wait_for_count("imap_connected", 2)
-    noticed_after = time.monotonic() - started
     second_id, second = request(2, how)
     mailbox.append(second)
     smtp.wait_for(2, timeout=10)
 
     assert_reconnected(daemon)
-    # Noticed at once (the first retry waits at most 1s), not when the IDLE renewal falls due.
-    assert noticed_after < 5, f"reconnected only after {noticed_after:.1f}s"
-    assert_once(tmp_path, smtp, [first_id, second_id], daemon)
+    assert_once(tmp_path, mailbox, smtp, [first_id, second_id], daemon)
     assert daemon.stop() == 0
 
 
@@ -182,7 +202,7 @@ def test_changed_password_is_retried_with_growing_delays(
     dovecot.set_password(mailbox.user, mailbox.password)
     smtp.wait_for(1, timeout=15)
     assert len(daemon.named("imap_connected")) == 2
-    assert_once(tmp_path, smtp, [message_id], daemon)
+    assert_once(tmp_path, mailbox, smtp, [message_id], daemon)
     assert daemon.stop() == 0
 
 
@@ -223,10 +243,10 @@ def test_new_uidvalidity_recognises_processed_mail(
     reconnected = daemon.wait_for_count("imap_connected", 2)[1]
     assert reconnected["uidvalidity"] == after
     smtp.wait_for(2, timeout=10)
-    assert_once(tmp_path, smtp, [old_id, new_id], daemon)
+    assert_once(tmp_path, mailbox, smtp, [old_id, new_id], daemon, folder="Help")
     duplicates = daemon.named("message_duplicate")
     assert [e["message_id"] for e in duplicates] == [old_id]
-    assert mailbox.uids("Help") == [] and len(mailbox.uids("Processed")) == 3
+    assert mailbox.uids("Help") == [] and len(mailbox.uids("Processed")) == 4
     assert daemon.stop() == 0
 
 
@@ -247,18 +267,16 @@ def test_idle_is_renewed_and_keeps_answering(
         dovecot.wait_idling(mailbox.user)
         message_id, raw = request(n, "renew")
         requests.append(message_id)
-        sent_at = time.monotonic()
         mailbox.append(raw)
         (*_, ack) = smtp.wait_for(n, timeout=5)
         assert ack.message["In-Reply-To"] == message_id
-        assert time.monotonic() - sent_at < 3
 
     idles = dovecot.commands(mailbox.user).count("IDLE")
     elapsed = time.monotonic() - started
     # Renewed, but not in a loop: at most one IDLE per renewal period (plus the ones ended by new mail).
     assert 5 <= idles <= elapsed / 0.5 + 3, (idles, elapsed)
     assert len(daemon.named("imap_connected")) == 1 and not daemon.named("imap_disconnected")
-    assert_once(tmp_path, smtp, requests, daemon)
+    assert_once(tmp_path, mailbox, smtp, requests, daemon)
     assert daemon.stop() == 0
 
 
@@ -282,6 +300,6 @@ def test_smtp_down_defers_then_delivers_once(
     smtp.start()
     (ack,) = smtp.wait_for(1, timeout=10)
     assert ack.message["Message-ID"] == queued[0]
-    assert_once(tmp_path, smtp, [message_id], daemon)
+    assert_once(tmp_path, mailbox, smtp, [message_id], daemon)
     assert not daemon.named("mail_failed")
     assert daemon.stop() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
         smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
     )  # fmt: skip
     return parse_config(raw, tmp_path)
+
+
+def wait_until(holds: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not holds():
+        assert time.monotonic() < deadline, f"no {what} in {timeout}s"
+        time.sleep(0.02)
 
 
 def store_of(config: Config) -> Store:
@@ -161,7 +169,8 @@ def test_transient_smtp_failure_is_retried_with_the_same_message_id(
     assert (out["state"], out["attempts"]) == ("queued", 1) and out["last_error"].startswith("451")
     assert smtp.messages == []
 
-    time.sleep(config.smtp.retry_base + 0.1)
+    (due,) = store.db.execute("SELECT next_attempt_at FROM outbox WHERE id = ?", (out["id"],)).fetchone()
+    wait_until(lambda: time.time() >= due, "the retry to fall due")
     run_once(config)
     (out,) = store.case_outbox(case.id)
     assert (out["state"], out["attempts"]) == ("sent", 2)
@@ -185,7 +194,9 @@ def test_unreachable_imap_is_a_clean_failure(config: Config) -> None:
 
 
 def test_server_without_move_gets_copy_delete_expunge(tmp_path: Path, smtp: SmtpCapture) -> None:
-    with PrivateDovecot(tmp_path / "nomove", disable_move=True) as server:
+    # In the system's temp dir, not tmp_path: another pytest run on the machine makes pytest's base 0700,
+    # and Dovecot's unprivileged processes then fail (CREATE answered SERVERBUG).
+    with PrivateDovecot.in_temp_dir(disable_move=True) as server:
         box = server.new_mailbox("nomove")
         raw = sandbox_config(
             imap_port=box.port, imap_user=box.user, imap_password=box.password,

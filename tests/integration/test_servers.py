@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from email.message import EmailMessage
@@ -71,10 +73,10 @@ def test_users_are_isolated_and_added_while_running(dovecot: PrivateDovecot, mai
 
 
 def test_wrong_password_is_refused_quickly(dovecot: PrivateDovecot, mailbox: Mailbox) -> None:
-    started = time.monotonic()
+    # What makes it quick: no delay after a failed login (Dovecot's default is 2 s) in the server's config.
+    assert "\nauth_failure_delay = 0\n" in dovecot.conf_path.read_text()
     with pytest.raises(imapclient.exceptions.LoginError):
         dovecot.client(mailbox.user, "not-the-password")
-    assert time.monotonic() - started < 1.5, "auth_failure_delay should be 0 on the test server"
     with mailbox.client() as client:  # and no penalty for the next login from 127.0.0.1
         assert client.has_capability("MOVE")
 
@@ -84,16 +86,14 @@ def test_idle_reports_mail_appended_from_another_connection(mailbox: Mailbox) ->
         watcher.select_folder("INBOX")
         watcher.idle()
         try:
-            started = time.monotonic()
+            deadline = time.monotonic() + 5
             mailbox.append(raw_mail("pushed"))
             responses: list[tuple[object, ...]] = []
-            while time.monotonic() - started < 5 and not any(r[1:2] == (b"EXISTS",) for r in responses):
+            while time.monotonic() < deadline and not any(r[1:2] == (b"EXISTS",) for r in responses):
                 responses += watcher.idle_check(timeout=1)
-            elapsed = time.monotonic() - started
         finally:
             watcher.idle_done()
     assert (1, b"EXISTS") in responses
-    assert elapsed < 2, f"IDLE took {elapsed:.1f}s: Dovecot should push at once, not poll"
 
 
 def test_restart_keeps_mail_and_port(dovecot: PrivateDovecot, mailbox: Mailbox) -> None:
@@ -107,8 +107,10 @@ def test_restart_keeps_mail_and_port(dovecot: PrivateDovecot, mailbox: Mailbox) 
     assert mailbox.append(raw_mail("after")) == [3]
 
 
-def test_disable_move_hides_move_and_stop_leaves_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
-    server = PrivateDovecot(tmp_path_factory.mktemp("nomove"), disable_move=True)
+def test_disable_move_hides_move_and_stop_leaves_nothing(request: pytest.FixtureRequest) -> None:
+    base = Path(tempfile.mkdtemp(prefix="mailsvc-dovecot-"))  # not tmp_path: see PrivateDovecot.in_temp_dir
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+    server = PrivateDovecot(base, disable_move=True)
     server.add_user("early", "pw")  # before start() too
     with server:
         with server.client("early") as client:
@@ -197,19 +199,15 @@ def test_smtp_restart_keeps_the_port(smtp: SmtpCapture) -> None:
 
 def test_wait_for_times_out_and_says_how_many_arrived(smtp: SmtpCapture) -> None:
     send(smtp, outgoing())
-    started = time.monotonic()
     with pytest.raises(TimeoutError, match=r"expected 2 message.*got 1"):
         smtp.wait_for(2, timeout=0.3)
-    assert 0.3 <= time.monotonic() - started < 2
 
 
 def test_wait_for_wakes_when_mail_arrives_later(smtp: SmtpCapture) -> None:
     sender = threading.Timer(0.2, send, args=(smtp, outgoing("late")))
     sender.start()
     try:
-        started = time.monotonic()
         (got,) = smtp.wait_for(1, timeout=5)
-        assert time.monotonic() - started < 3
         assert got.message["Subject"] == "late"
     finally:
         sender.join()

@@ -8,7 +8,6 @@ from mailsvc.errors import TemplateError
 from mailsvc.model import Address, Attachment, QueueMail
 from mailsvc.render import (
     QueueView,
-    Templates,
     ThreadIds,
     compose,
     header_address,
@@ -17,6 +16,7 @@ from mailsvc.render import (
     reply_subject,
 )
 from mailsvc.strip import MARKER
+from mailsvc.templatefiles import load_templates
 from tests.unit.factories import T0, case, message
 
 VIEW = QueueView("help", "help@example.org", "Example Help", "[Help #{id}]", "end")
@@ -24,7 +24,7 @@ VIEW = QueueView("help", "help@example.org", "Example Help", "[Help #{id}]", "en
 
 def render(msg=None, templates=None, action=None, **kw):  # type: ignore[no-untyped-def]
     msg = msg or message(references=("<root@example.net>",))
-    args = {"templates": templates or Templates([]), "queue": VIEW, "message_id": "<ack-1@example.org>", "now": T0}
+    args = {"templates": templates or load_templates([]), "queue": VIEW, "message_id": "<ack-1@example.org>", "now": T0}
     args.update(kw)
     action = action or QueueMail("ack", "ack", (msg.from_,))
     the_case = args.pop("case", None) or case()
@@ -82,7 +82,7 @@ def test_crlf_in_subject_and_name_cannot_add_headers() -> None:
 def test_requester_text_is_never_evaluated_as_template(tmp_path: Path) -> None:
     (tmp_path / "ack.txt.j2").write_text("Subject was: {{ message.subject }} / {{ message.text }}\n")
     msg = message(subject="{{ 7 * 7 }}", text="{% for x in range(3) %}boom{% endfor %}")
-    _, mail = render(msg=msg, templates=Templates([tmp_path]), case=case(subject=msg.subject))
+    _, mail = render(msg=msg, templates=load_templates([tmp_path]), case=case(subject=msg.subject))
     body = mail.get_body(("plain",)).get_content()
     assert body.replace("\r\n", "\n") == "Subject was: {{ 7 * 7 }} / {% for x in range(3) %}boom{% endfor %}\n"
     assert mail["Subject"] == "Re: {{ 7 * 7 }} [Help #42]"
@@ -93,20 +93,20 @@ def test_requester_text_is_never_evaluated_as_template(tmp_path: Path) -> None:
 
 def test_queue_templates_override_defaults(tmp_path: Path) -> None:
     (tmp_path / "ack.txt.j2").write_text("Custom ack for {{ case.tag }}\n")
-    _, mail = render(templates=Templates([tmp_path]))
+    _, mail = render(templates=load_templates([tmp_path]))
     assert mail.get_body(("plain",)).get_content().strip() == "Custom ack for [Help #42]"
 
 
 def test_unknown_variable_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "ack.txt.j2").write_text("Hello {{ requester.nmae }}\n")
     with pytest.raises(TemplateError, match=r"ack\.txt\.j2"):
-        render(templates=Templates([tmp_path]))
+        render(templates=load_templates([tmp_path]))
 
 
 def test_html_template_escapes_requester_text(tmp_path: Path) -> None:
     (tmp_path / "ack.txt.j2").write_text("{{ message.text }}\n")
     (tmp_path / "ack.html.j2").write_text("<p>{{ message.text }}</p>\n")
-    _, mail = render(msg=message(text="<script>alert(1)</script>"), templates=Templates([tmp_path]))
+    _, mail = render(msg=message(text="<script>alert(1)</script>"), templates=load_templates([tmp_path]))
     html = mail.get_body(("html",)).get_content()
     assert "<script>" not in html and "&lt;script&gt;" in html
 

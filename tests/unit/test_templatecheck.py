@@ -6,7 +6,6 @@ import pytest
 
 from mailsvc import templatecheck
 from mailsvc.config import Config, parse_config
-from mailsvc.render import Templates
 from mailsvc.templatecheck import (
     TemplateProblem,
     check_config_templates,
@@ -15,6 +14,7 @@ from mailsvc.templatecheck import (
     sample_context,
     template_names,
 )
+from mailsvc.templatefiles import load_templates
 from mailsvc.testing.sandbox import sandbox_config
 
 
@@ -27,17 +27,17 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 def problems_in(folder: Path) -> list[TemplateProblem]:
     """The problems of the files in `folder` only (the defaults are checked by their own test)."""
-    return [p for p in check_templates(Templates([folder])) if p.file.startswith(str(folder))]
+    return [p for p in check_templates(load_templates([folder])) if p.file.startswith(str(folder))]
 
 
 def test_the_default_templates_check_clean() -> None:
-    assert check_templates(Templates([])) == []
+    assert check_templates(load_templates([])) == []
 
 
 def test_the_default_templates_are_found_by_listing_not_by_a_list() -> None:
-    names = template_names(Templates([]))
+    names = template_names(load_templates([]))
     assert "ack" in names and "relay" in names and "notify" in names
-    assert template_names(Templates([]), html=True) == [n for n in names if f"{n}.html.j2" in _package_files()]
+    assert template_names(load_templates([]), html=True) == [n for n in names if f"{n}.html.j2" in _package_files()]
 
 
 def _package_files() -> set[str]:
@@ -136,12 +136,12 @@ def test_html_template_without_any_text_template(tmp_path: Path) -> None:
 def test_every_folder_is_checked_as_it_is_even_where_shadowed(tmp_path: Path) -> None:
     queue = write(tmp_path / "queue", "ack.txt.j2", "Fine {{ case.tag }}\n")
     shared = write(tmp_path / "shared", "ack.txt.j2", "Broken {{ case.tga }}\n")
-    problems = check_templates(Templates([queue.parent, shared.parent]))
+    problems = check_templates(load_templates([queue.parent, shared.parent]))
     assert [(p.file, p.line) for p in problems] == [(str(shared), 1)]
 
 
 def test_a_missing_templates_folder_is_reported(tmp_path: Path) -> None:
-    problems = check_templates(Templates([tmp_path / "nowhere"]))
+    problems = check_templates(load_templates([tmp_path / "nowhere"]))
     assert [p.file for p in problems] == [str(tmp_path / "nowhere")]
 
 

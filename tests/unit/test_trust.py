@@ -1,9 +1,12 @@
 """Sender authentication and reply tokens: every way a forged staff mail might get through."""
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailsvc.config import TrustConfig
 from mailsvc.log import redact_secrets
 from mailsvc.model import Address
 from mailsvc.trust import (
@@ -225,6 +228,22 @@ def test_signing_refuses_an_empty_key_or_negative_case() -> None:
         sign_token(42, b"")
     with pytest.raises(ValueError, match="negative"):
         sign_token(-1, KEY)
+
+
+# Every notification carries a token in its Reply-To, so tokens wait in staff mailboxes for months. A change
+# to the signing scheme, or to how the key file is read, would make each of them fail: these literals must not
+# change (a new scheme has to keep verifying the old tokens).
+PINNED_KEY = "pinned-token-key-0123456789abcdef"
+
+
+def test_a_token_signed_today_still_verifies(tmp_path: Path) -> None:
+    key_file = tmp_path / "token-key"
+    key_file.write_text(PINNED_KEY + "\n")
+    key = TrustConfig(token_key_file=str(key_file)).key()
+    assert sign_token(42, key) == "c42-e306cb1da8a45467"
+    assert reply_address("help@example.org", 1234, key) == "help+c1234-ac09999f628beca9@example.org"
+    assert verify_token("c42-e306cb1da8a45467", key) == 42
+    assert verify_token("C1234-AC09999F628BECA9", key) == 1234
 
 
 def test_reply_address() -> None:
