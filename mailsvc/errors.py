@@ -27,3 +27,19 @@ class TransientError(MailsvcError):
 
 class PermanentError(MailsvcError):
     """A failure that will not go away by retrying (5xx, rejected recipient)."""
+
+
+class CredentialError(MailsvcError, ConnectionError):
+    """No credential to log in with: the shells retry it as they retry a connection that failed."""
+
+
+class OAuthError(CredentialError):
+    """The identity provider refused: `code` is its error code (RFC 6749 5.2), `hint` what to do.
+
+    Permanent ones (a revoked or expired refresh token, missing consent, a wrong client secret) do not go
+    away by retrying: someone has to run `mailsvc oauth login` or fix the app registration.
+    """
+
+    def __init__(self, code: str, description: str, *, permanent: bool, hint: str = "") -> None:
+        self.code, self.description, self.permanent, self.hint = code, description, permanent, hint
+        super().__init__(f"{code}: {description}" if description else code)

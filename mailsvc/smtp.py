@@ -9,6 +9,7 @@ row stays in the outbox as sent or failed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import ssl
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import aiosmtplib
 
 from mailsvc.config import SmtpConfig, TlsMode
+from mailsvc.credentials import Credential, CredentialProvider, as_provider
 from mailsvc.log import get_logger
 from mailsvc.store import OutboxMail, Store
 
@@ -43,10 +45,36 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+async def _authenticate(smtp: aiosmtplib.SMTP, credential: Credential) -> None:
+    if credential.kind == "oauth2":
+        await smtp.auth_xoauth2(credential.user, credential.secret)
+    elif credential.secret.isascii() and credential.user.isascii():
+        await smtp.login(credential.user, credential.secret)
+    else:
+        await smtp.auth_plain(credential.user, credential.secret)  # UTF-8, RFC 4616
+
+
+async def smtp_login(smtp: aiosmtplib.SMTP, credentials: CredentialProvider) -> None:
+    """Log in with what the provider gives; a refused OAuth2 token is renewed once and tried again.
+
+    A refresh may wait on the identity provider or the token file's lock: it runs in a thread.
+    """
+    credential = await asyncio.to_thread(credentials.credential)
+    try:
+        await _authenticate(smtp, credential)
+    except aiosmtplib.SMTPAuthenticationError:
+        if credential.kind != "oauth2":
+            raise
+        renewed = await asyncio.to_thread(functools.partial(credentials.credential, renew=True))
+        await _authenticate(smtp, renewed)
+
+
 class Sender:
-    def __init__(self, cfg: SmtpConfig, password: str, store: Store, clock: Clock = time.time) -> None:
+    def __init__(
+        self, cfg: SmtpConfig, credentials: CredentialProvider | str, store: Store, clock: Clock = time.time
+    ) -> None:
         self.cfg = cfg
-        self._password = password
+        self.credentials = as_provider(cfg.user, credentials)
         self.store = store
         self.clock = clock
         self.log = get_logger(component="sender")
@@ -67,7 +95,11 @@ class Sender:
         )
         await smtp.connect()
         if cfg.user:
-            await smtp.login(cfg.user, self._password)
+            try:
+                await smtp_login(smtp, self.credentials)
+            except BaseException:
+                smtp.close()
+                raise
         self._smtp = smtp
         return smtp
 
