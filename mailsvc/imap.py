@@ -19,6 +19,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from mailsvc.config import ImapConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
+from mailsvc.errors import TlsError
 
 # What a broken connection or a refusing server raises; the daemon reconnects on these.
 IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError, EOFError)
@@ -54,16 +55,22 @@ class ImapSource:
 
     def connect(self) -> None:
         cfg = self.cfg
-        client = IMAPClient(
-            cfg.host,
-            port=cfg.effective_port,
-            ssl=cfg.tls is TlsMode.IMPLICIT,
-            ssl_context=_tls_context(cfg) if cfg.tls is not TlsMode.NONE else None,
-            timeout=cfg.timeout,
-        )
+        try:
+            client = IMAPClient(
+                cfg.host,
+                port=cfg.effective_port,
+                ssl=cfg.tls is TlsMode.IMPLICIT,
+                ssl_context=_tls_context(cfg) if cfg.tls is not TlsMode.NONE else None,
+                timeout=cfg.timeout,
+            )
+        except ssl.SSLError as exc:
+            raise TlsError.handshake(cfg.host, cfg.effective_port, exc) from None
         try:
             if cfg.tls is TlsMode.STARTTLS:
-                client.starttls(_tls_context(cfg))
+                try:
+                    client.starttls(_tls_context(cfg))
+                except ssl.SSLError as exc:
+                    raise TlsError.handshake(cfg.host, cfg.effective_port, exc) from None
             login(client, self.credentials)
             for folder in (cfg.processed_folder, cfg.quarantine_folder):
                 _ensure_folder(client, folder)

@@ -19,6 +19,7 @@ import aiosmtplib
 
 from mailsvc.config import SmtpConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
+from mailsvc.errors import TlsError
 from mailsvc.log import get_logger
 from mailsvc.store import OutboxMail, Store
 
@@ -93,7 +94,13 @@ class Sender:
             tls_context=context if cfg.tls is not TlsMode.NONE else None,
             timeout=cfg.timeout,
         )
-        await smtp.connect()
+        try:
+            await smtp.connect()
+        except (ssl.SSLError, aiosmtplib.SMTPConnectError) as exc:
+            cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+            if not isinstance(cause, ssl.SSLError):
+                raise
+            raise TlsError.handshake(cfg.host, cfg.effective_port, cause) from None
         if cfg.user:
             try:
                 await smtp_login(smtp, self.credentials)
