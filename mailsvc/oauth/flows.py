@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import msal
+import requests
 
 from mailsvc.config import OAuth2Config
 from mailsvc.errors import OAuthError
@@ -77,7 +78,8 @@ class OAuthClient(Protocol):
 def error_from(answer: dict[str, Any]) -> OAuthError:
     code = str(answer.get("error") or "unknown_error")
     # AADSTS codes lead Microsoft's descriptions; the rest of the text can be long (trace and correlation ids).
-    description = str(answer.get("error_description") or "").splitlines()[0][:200] if answer else ""
+    lines = str(answer.get("error_description") or "").splitlines()
+    description = lines[0][:200] if lines else ""
     return OAuthError(code, description, permanent=is_permanent(code), hint=hint_for(code))
 
 
@@ -99,6 +101,24 @@ def _pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
+class _PinnedHttp:
+    """The HTTP client MSAL is given when oauth2.ca_file is set: requests lets REQUESTS_CA_BUNDLE override a
+    session's CA bundle, but not one given with each request."""
+
+    def __init__(self, ca_file: str) -> None:
+        self.session = requests.Session()
+        self.ca_file = ca_file
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self.session.post(url, verify=self.ca_file, timeout=HTTP_TIMEOUT, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.session.get(url, verify=self.ca_file, timeout=HTTP_TIMEOUT, **kwargs)
+
+    def close(self) -> None:
+        self.session.close()
+
+
 class MicrosoftClient:
     """Microsoft identity platform (v2.0) through MSAL."""
 
@@ -110,9 +130,10 @@ class MicrosoftClient:
             "authority": authority_of(cfg),
             # Any other sign-in host (a national cloud's, a test's) is taken as given.
             "instance_discovery": cfg.authority is None,
-            "verify": str(cfg.ca_file) if cfg.ca_file else True,
             "timeout": HTTP_TIMEOUT,
         }
+        if cfg.ca_file:
+            common["http_client"] = _PinnedHttp(str(cfg.ca_file))
         self._app_args = (cfg.client_id, secret, common)
         self._made: msal.ClientApplication | None = None
 
