@@ -21,6 +21,9 @@ from mailsvc.oauth.tokens import TokenFile, TokenSet
 
 log = get_logger(component="oauth")
 
+# (token file, error code) already logged by this process.
+_logged: set[tuple[Path, str]] = set()
+
 # Told once per failure: (the account's token state, the error); True when the report was made.
 OnFailure = Callable[[TokenSet, OAuthError], bool]
 
@@ -78,9 +81,9 @@ class TokenKeeper:
                 state = tokens or TokenSet(user=self.user)
                 raise self._failed(state, OAuthError("no_token", "", permanent=True, hint=hint_for("no_token")))
             if tokens.last_error is not None:
-                # Failed for good already (and logged): asking again would only repeat the refusal.
-                raise OAuthError(tokens.last_error, "refused before; no new login since", permanent=True,
-                                 hint=hint_for(tokens.last_error))  # fmt: skip
+                # Failed for good already: asking again would only repeat the refusal.
+                raise self._failed(tokens, OAuthError(tokens.last_error, "refused before; no new login since",
+                                                      permanent=True, hint=hint_for(tokens.last_error)))  # fmt: skip
             refresh_token = tokens.refresh_token
             return self._obtain(tokens, now, lambda: self.client.refresh(refresh_token))
 
@@ -95,6 +98,7 @@ class TokenKeeper:
             raise self._failed(tokens or TokenSet(user=self.user), exc) from None
         new = tokens_from(grant, self.user, now, tokens)
         self.file.save(new)
+        _logged.difference_update({k for k in _logged if k[0] == self.file.path})
         log.info("oauth_token_refreshed", account=self.account, user=self.user, expires_in_s=round(grant.expires_in),
                  rotated=bool(grant.refresh_token and tokens and tokens.refresh_token), flow=self.cfg.flow)  # fmt: skip
         return new.access_token
@@ -103,7 +107,9 @@ class TokenKeeper:
         """Record a failure for good: logged and reported once, until the next success."""
         now = self.clock()
         updated = tokens.failed(exc.code, now)
-        if updated is not tokens:
+        # Once per process and failure: another process (doctor, an earlier run) may have recorded it first.
+        if (self.file.path, exc.code) not in _logged:
+            _logged.add((self.file.path, exc.code))
             log.error("oauth_refresh_failed", account=self.account, user=self.user, error=exc.code,
                       detail=exc.description, action=exc.hint)  # fmt: skip
         if not updated.notified and self.on_failure is not None and self.on_failure(updated, exc):
