@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import stat
+import subprocess
+import sys
 import threading
 import urllib.request
 from datetime import UTC, datetime
@@ -27,7 +30,7 @@ from mailsvc.smtp import Sender
 from mailsvc.store import Store
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.idp import IdentityProvider
-from mailsvc.testing.sandbox import mail
+from mailsvc.testing.sandbox import mail, write_config
 from mailsvc.testing.securedovecot import SecureDovecot
 from mailsvc.testing.smtp_capture import SmtpCapture
 from mailsvc.testing.tls import ThrowawayCA
@@ -281,3 +284,41 @@ def seed(idp: IdentityProvider, config: Config, user: str, *, access_token: str 
     assert config.imap.oauth2 is not None
     grant = Grant(access_token or "expired", expires_in, idp.refresh_token_for(user, "mail"), ("mail",))
     store_login(config.imap.oauth2, user, token_path(config, config.imap), grant)
+
+
+def test_oauth_login_and_status_commands_print_no_token(
+    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, idp: IdentityProvider, tls_ca: ThrowawayCA, tmp_path: Path
+) -> None:
+    idp.app_mailboxes["mailsvc-app"] = secure_mailbox.user
+    section = secure.oauth2(idp, tls_ca.cert_file, flow="client_credentials", client_id="mailsvc-app",
+                            client_secret="app-secret-Zq7")  # fmt: skip
+    raw = secure.config_dict(
+        secure_mailbox, SmtpCapture(), tmp_path / "mailsvc.db",
+        imap_section=secure.imap(secure_dovecot, secure_mailbox.user, tls_ca.cert_file, auth="oauth2",
+                                 oauth2=section),
+        smtp_section={"host": "127.0.0.1", "port": 25, "tls": "none"},
+    )  # fmt: skip
+    path = write_config(tmp_path / "mailsvc.yaml", raw)
+
+    def mailsvc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mailsvc", *args, "-c", str(path)],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+    signed_in = mailsvc("oauth", "login")
+    assert signed_in.returncode == 0, signed_in.stderr
+    assert f"imap ({secure_mailbox.user}): signed in; access token valid for 60:00 min" in signed_in.stdout
+    status = mailsvc("oauth", "status")
+    assert status.returncode == 0, status.stdout
+    access, *rest = status.stdout.splitlines()[2:]
+    assert re.fullmatch(r"  access token: expires in \d+:\d\d min", access)
+    # A generic app-only client asks for no scope here, so the token names none.
+    assert rest == ["  refresh token: none", "  scopes: -", "  last refresh error: none"]
+    config = secure.load(raw, tmp_path)
+    tokens = TokenFile(token_path(config, config.imap)).load()
+    assert tokens is not None
+    for output in (signed_in, status):
+        assert tokens.access_token not in output.stdout + output.stderr
+        assert "app-secret-Zq7" not in output.stdout + output.stderr
+    unknown = mailsvc("oauth", "login", "--account", "queues.nope.imap")
+    assert unknown.returncode == 1
+    assert unknown.stderr == "mailsvc: no account 'queues.nope.imap'; accounts: imap, smtp\n"
