@@ -122,6 +122,9 @@ class OAuth2Config(_Strict):
         has_secret = bool(self.client_secret or self.client_secret_env or self.client_secret_file)
         if self.provider == "microsoft" and not self.tenant:
             raise ValueError("provider microsoft: give tenant (the directory ID or domain)")
+        if self.provider == "google" and self.flow == "device_code":
+            raise ValueError("provider google: Google's device flow does not grant the mail scope; "
+                             "use flow: authorization_code (an OAuth client of type Desktop app)")  # fmt: skip
         if self.provider != "microsoft" and self.tenant:
             raise ValueError(f"tenant is for provider microsoft, not {self.provider}")
         if self.flow == "client_credentials":

@@ -62,6 +62,9 @@ def test_microsoft_defaults(tmp_path: Path) -> None:
         ({"auth": "oauth2", "oauth2": {**MICROSOFT, "flow": "password"}}, "imap.oauth2.flow", None),
         ({"auth": "oauth2", "oauth2": {**MICROSOFT, "scope": "x"}}, "imap.oauth2.scope", "unknown key"),
         ({"auth": "kerberos"}, "imap.auth", None),
+        ({"auth": "oauth2", "oauth2": {"provider": "google", "client_id": "c"}}, "imap.oauth2",
+         "provider google: Google's device flow does not grant the mail scope; use flow: authorization_code "
+         "(an OAuth client of type Desktop app)"),
     ],
 )  # fmt: skip
 def test_bad_oauth2_settings_name_their_key_path(
@@ -77,6 +80,14 @@ def test_a_client_secret_file_that_is_missing_is_named(tmp_path: Path) -> None:
     oauth2 = {**MICROSOFT, "client_secret_file": str(tmp_path / "nope")}
     found = problems(raw({"auth": "oauth2", "oauth2": oauth2}), tmp_path)
     assert found == [("imap.oauth2.client_secret_file", f"cannot read {tmp_path / 'nope'}: no such file")]
+
+
+def test_google_defaults(tmp_path: Path) -> None:
+    google = {"provider": "google", "client_id": "c", "client_secret": "s", "flow": "authorization_code"}
+    config = parse_config(raw({"auth": "oauth2", "oauth2": google}), tmp_path)
+    assert config.imap.oauth2 is not None
+    assert scopes_of(config.imap.oauth2) == ("https://mail.google.com/",)
+    assert endpoints_of(config.imap.oauth2).token == "https://oauth2.googleapis.com/token"
 
 
 def test_relative_token_file_is_beside_the_config(tmp_path: Path) -> None:
