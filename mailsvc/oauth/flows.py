@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -192,7 +193,10 @@ class MicrosoftClient:
 
     def start_authorization(self, redirect_uri: str) -> AuthorizationRequest:
         app = self._app()
-        flow = app.initiate_auth_code_flow(scopes=list(self.scopes), redirect_uri=redirect_uri)
+        with warnings.catch_warnings():
+            # MSAL recommends form_post; the answer goes to our own listener on loopback either way.
+            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
+            flow = app.initiate_auth_code_flow(scopes=list(self.scopes), redirect_uri=redirect_uri)
         return AuthorizationRequest(url=flow["auth_uri"], redirect_uri=redirect_uri, state={"flow": flow})
 
     def redeem(self, request: AuthorizationRequest, answer: dict[str, str]) -> Grant:

@@ -174,11 +174,20 @@ def test_device_code_expired_or_denied_stores_nothing(
     assert not token_path(config, config.imap).exists()
 
 
+MICROSOFT = {
+    "provider": "microsoft", "tenant": "contoso", "token_endpoint": None, "device_authorization_endpoint": None,
+    "authorization_endpoint": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("provider", ["generic", "microsoft"])
 def test_authorization_code_with_pkce_on_a_loopback_redirect(
-    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, idp: IdentityProvider, tls_ca: ThrowawayCA, tmp_path: Path
-) -> None:
+    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, idp: IdentityProvider, tls_ca: ThrowawayCA,
+    tmp_path: Path, provider: str,
+) -> None:  # fmt: skip
     idp.browser_user = secure_mailbox.user
-    config = oauth_config(secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path, flow="authorization_code")
+    keys: dict[str, Any] = {**MICROSOFT, "authority": idp.base_url} if provider == "microsoft" else {}
+    config = oauth_config(secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path, flow="authorization_code", **keys)
     browser_context = ssl.create_default_context(cafile=str(tls_ca.cert_file))
     pages: list[bytes] = []
 
@@ -199,10 +208,7 @@ def test_authorization_code_with_pkce_on_a_loopback_redirect(
 def test_microsoft_device_code_through_msal(
     secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, idp: IdentityProvider, tls_ca: ThrowawayCA, tmp_path: Path
 ) -> None:
-    config = oauth_config(
-        secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path, provider="microsoft", tenant="contoso",
-        authority=idp.base_url, token_endpoint=None, device_authorization_endpoint=None, authorization_endpoint=None,
-    )  # fmt: skip
+    config = oauth_config(secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path, **MICROSOFT, authority=idp.base_url)
     terminal = Terminal()
     thread, outcome = run_login(config, terminal)
     idp.approve(wait_for_user_code(idp, thread), secure_mailbox.user)
@@ -223,8 +229,7 @@ def test_microsoft_client_credentials_opens_a_shared_mailbox(
 ) -> None:
     idp.app_mailboxes["mailsvc-app"] = secure_mailbox.user
     config = oauth_config(
-        secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path, provider="microsoft", tenant="contoso",
-        authority=idp.base_url, token_endpoint=None, device_authorization_endpoint=None, authorization_endpoint=None,
+        secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path, **MICROSOFT, authority=idp.base_url,
         flow="client_credentials", client_id="mailsvc-app", client_secret="app-secret-Zq7",
     )  # fmt: skip
     # No login on a terminal: the daemon asks for an app-only token itself.
@@ -257,6 +262,16 @@ def test_a_refused_token_is_renewed_once_and_the_login_goes_on(
     config = oauth_config(secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path)
     seed(idp, config, secure_mailbox.user, access_token="not-a-token-the-server-takes", expires_in=3600)
     imap_works(config)
+    assert idp.grants["refresh_token"] == 1
+
+
+def test_smtp_renews_a_refused_token_once_and_sends(
+    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, idp: IdentityProvider, tls_ca: ThrowawayCA,
+    relay_sink: SmtpCapture, tmp_path: Path,
+) -> None:  # fmt: skip
+    config = oauth_config(secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path)
+    seed(idp, config, secure_mailbox.user, access_token="not-a-token-the-server-takes", expires_in=3600)
+    smtp_works(config, relay_sink, tmp_path)
     assert idp.grants["refresh_token"] == 1
 
 
