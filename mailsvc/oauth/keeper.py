@@ -108,10 +108,17 @@ class TokenKeeper:
         now = self.clock()
         updated = tokens.failed(exc.code, now)
         # Once per process and failure: another process (doctor, an earlier run) may have recorded it first.
-        if (self.file.path, exc.code) not in _logged:
+        first_here = (self.file.path, exc.code) not in _logged
+        if first_here:
             _logged.add((self.file.path, exc.code))
             log.error("oauth_refresh_failed", account=self.account, user=self.user, error=exc.code,
                       detail=exc.description, action=exc.hint)  # fmt: skip
+        if not self.file.path.exists():
+            # No login yet: nothing to record in (a check before the first login creates no file);
+            # staff are told once per process.
+            if first_here and self.on_failure is not None:
+                self.on_failure(updated, exc)
+            return exc
         if not updated.notified and self.on_failure is not None and self.on_failure(updated, exc):
             updated = replace(updated, notified=True)
         if updated != tokens:

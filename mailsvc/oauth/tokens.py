@@ -60,16 +60,36 @@ def _thread_lock(path: Path) -> threading.Lock:
         return _thread_locks.setdefault(path, threading.Lock())
 
 
+def _owned_like(path: Path, model: Path) -> None:
+    """Run as root (`sudo mailsvc doctor`), leave files to whoever owns the token folder (the service's
+    user), or the service could no longer read its own tokens."""
+    if os.geteuid() != 0:
+        return
+    with contextlib.suppress(OSError):
+        st = model.stat()
+        if (st.st_uid, st.st_gid) != (0, 0):
+            os.chown(path, st.st_uid, st.st_gid)
+
+
 class TokenFile:
     def __init__(self, path: Path) -> None:
         self.path = path.resolve()
 
+    def _make_folder(self) -> None:
+        folder = self.path.parent
+        if folder.is_dir():
+            return
+        folder.mkdir(parents=True, mode=0o700)
+        _owned_like(folder, folder.parent)
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive use across threads and processes."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._make_folder()
         with _thread_lock(self.path):
-            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            lock = Path(f"{self.path}.lock")
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            _owned_like(lock, self.path.parent)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
@@ -93,14 +113,15 @@ class TokenFile:
 
     def save(self, tokens: TokenSet) -> None:
         """Write a new file beside the old one, then rename it over: a crash leaves one or the other."""
+        self._make_folder()
         folder = self.path.parent
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)  # mode 0600
         try:
             with os.fdopen(fd, "w") as out:
                 json.dump(asdict(tokens), out, indent=1)
                 out.flush()
                 os.fsync(out.fileno())
+            _owned_like(Path(tmp), self.path if self.path.exists() else folder)
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -1,4 +1,4 @@
-"""The auth and oauth2 keys: what check-config accepts and what it says, by key path."""
+"""The auth and oauth2 keys by key path, the token file, and the refresh policy without a provider to ask."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from mailsvc.config import parse_config
 from mailsvc.credentials import token_path
-from mailsvc.errors import ConfigError
+from mailsvc.errors import ConfigError, OAuthError
+from mailsvc.oauth.keeper import TokenKeeper
 from mailsvc.oauth.providers import MICROSOFT_APP_SCOPES, MICROSOFT_SCOPES, endpoints_of, scopes_of
 from mailsvc.oauth.tokens import TokenFile, TokenSet
 
@@ -107,9 +108,40 @@ def test_token_file_is_private_and_replaced_whole(tmp_path: Path) -> None:
     assert "a2" not in repr(loaded) and "r2" not in repr(loaded)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing owners needs root")
+def test_a_token_file_written_by_root_stays_the_service_users(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)  # the service's state directory (nobody, here)
+    file = TokenFile(state / "oauth" / "t.json")
+    with file.locked():
+        file.save(TokenSet(user="u", access_token="a1"))
+    for path in (state / "oauth", file.path, Path(f"{file.path}.lock")):
+        assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534), path
+
+
 def test_a_token_is_renewed_ahead_of_expiry() -> None:
     hour = TokenSet(user="u", access_token="a", issued_at=0, expires_at=3600)
     assert hour.fresh(3299)
     assert not hour.fresh(3300)  # five minutes early
     short = TokenSet(user="u", access_token="a", issued_at=0, expires_at=40)
     assert short.fresh(29) and not short.fresh(30)  # a quarter of a short lifetime early
+
+
+def test_before_the_first_login_no_token_file_is_made_and_staff_are_told_once(tmp_path: Path) -> None:
+    config = parse_config(raw({"auth": "oauth2", "oauth2": {**MICROSOFT, "token_file": "t.json"}}), tmp_path)
+    assert config.imap.oauth2 is not None
+    told: list[str] = []
+
+    def on_failure(tokens: TokenSet, exc: OAuthError) -> bool:
+        told.append(exc.code)
+        return True
+
+    keeper = TokenKeeper(config.imap.oauth2, "help@contoso.com", tmp_path / "t.json", on_failure=on_failure)
+    for _ in range(3):
+        with pytest.raises(OAuthError) as caught:
+            keeper.access_token()
+        assert caught.value.code == "no_token"
+        assert "mailsvc oauth login" in caught.value.hint
+    assert told == ["no_token"]
+    assert not (tmp_path / "t.json").exists()
