@@ -12,6 +12,22 @@ from mailsvc.oauth.login import describe, login, login_targets
 from mailsvc.oauth.tokens import TokenFile
 
 
+class _Terminal:
+    """On a terminal the countdown rewrites its own line; elsewhere (a log, a pipe) each is a line."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.counting = False
+
+    def out(self, line: str) -> None:
+        countdown = line.startswith("waiting for")
+        if self.tty and countdown:
+            print(f"\r{line}\x1b[K", end="", flush=True)
+        else:
+            print(("\n" if self.counting else "") + line, flush=True)
+        self.counting = self.tty and countdown
+
+
 def cmd_oauth_login(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     targets = login_targets(config, args.account)
@@ -21,8 +37,13 @@ def cmd_oauth_login(args: argparse.Namespace) -> int:
     failed = 0
     for target in targets:
         print(f"== {', '.join(target.accounts)}: {target.server.user} ({target.oauth2.provider}, {target.oauth2.flow})")
+        terminal = _Terminal()
         try:
-            login(target, lambda line: print(line, flush=True))
+            try:
+                login(target, terminal.out)
+            finally:
+                if terminal.counting:
+                    print()  # end the countdown's line
         except KeyboardInterrupt:
             print("cancelled: nothing stored", file=sys.stderr)
             return 1
