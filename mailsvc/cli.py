@@ -10,16 +10,18 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from mailsvc import __version__
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import load_service_config, run_forever, run_once
+from mailsvc.doctor import cmd_doctor
 from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.log import configure
 from mailsvc.model import CaseStatus
+from mailsvc.oauth.commands import cmd_oauth_login, cmd_oauth_status
 from mailsvc.parse import parse_message
 from mailsvc.report import build_report, case_facts, failed_mail, format_table, parse_since, period_start, to_json
 from mailsvc.store import Store
@@ -230,12 +232,30 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--html", action="store_true", help="show the HTML part instead of the text part")
     preview.set_defaults(func=cmd_templates_preview)
 
+    _register_oauth_and_doctor(commands, with_config)
+
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
     report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")
     report.add_argument("--queue", help="one queue only (default: every queue, and the total)")
     report.add_argument("--json", action="store_true", help="JSON for scripts")
     report.set_defaults(func=cmd_report)
     return parser
+
+
+def _register_oauth_and_doctor(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser],
+) -> None:
+    oauth = commands.add_parser("oauth", help="OAuth2 sign-in for Microsoft 365, Google and others")
+    oauth_commands = oauth.add_subparsers(dest="oauth_command", required=True)
+    login = with_config(oauth_commands.add_parser("login", help="sign in once, on this terminal; stores the tokens"))
+    login.add_argument("--account", help="imap, smtp or queues.NAME.imap (default: every OAuth2 account)")
+    login.set_defaults(func=cmd_oauth_login)
+    status = oauth_commands.add_parser("status", help="each account's tokens: expiry, age, scopes, last error")
+    with_config(status).set_defaults(func=cmd_oauth_status)
+    doctor = with_config(commands.add_parser("doctor", help="check the configuration against the real servers"))
+    doctor.add_argument("--fix", action="store_true", help="create missing folders")
+    doctor.set_defaults(func=cmd_doctor)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

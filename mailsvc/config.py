@@ -85,17 +85,98 @@ def _source_problems(
     return []
 
 
+OAUTH2_PROVIDERS = ("microsoft", "google", "generic")
+OAUTH2_FLOWS = ("device_code", "authorization_code", "client_credentials")
+
+
+class OAuth2Config(_Strict):
+    """How an account gets its OAuth2 tokens (see README, "Microsoft 365 and Google Workspace")."""
+
+    provider: Literal["microsoft", "google", "generic"]
+    # Microsoft: the directory (tenant) ID or domain; "organizations" for any work account.
+    tenant: str | None = None
+    client_id: str = Field(min_length=1)
+    # Confidential clients only (always for client_credentials); public clients have none.
+    client_secret: SecretStr | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    # Default: the provider's (see mailsvc.oauth.providers).
+    scopes: tuple[str, ...] | None = None
+    flow: Literal["device_code", "authorization_code", "client_credentials"] = "device_code"
+    # Microsoft: the sign-in host (https://login.microsoftonline.com; a national cloud's, or a test's).
+    authority: str | None = None
+    # Preset for microsoft and google; required for generic.
+    token_endpoint: str | None = None
+    device_authorization_endpoint: str | None = None
+    authorization_endpoint: str | None = None
+    # authorization_code: the loopback port the browser is sent back to (0: any free port).
+    redirect_port: int = Field(default=0, ge=0, le=65535)
+    # Where the tokens are kept (mode 0600); default: beside the store, one file per user and client.
+    token_file: Path | None = None
+    # CA bundle for the identity provider's HTTPS; default: the system's.
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuth2Config:
+        _one_source(self, ("client_secret", "client_secret_env", "client_secret_file"))
+        has_secret = bool(self.client_secret or self.client_secret_env or self.client_secret_file)
+        if self.provider == "microsoft" and not self.tenant:
+            raise ValueError("provider microsoft: give tenant (the directory ID or domain)")
+        if self.provider == "google" and self.flow == "device_code":
+            raise ValueError("provider google: Google's device flow does not grant the mail scope; "
+                             "use flow: authorization_code (an OAuth client of type Desktop app)")  # fmt: skip
+        if self.provider != "microsoft" and self.tenant:
+            raise ValueError(f"tenant is for provider microsoft, not {self.provider}")
+        if self.flow == "client_credentials":
+            if self.provider == "google":
+                raise ValueError("flow client_credentials: Google has no app-only mail access (use a service "
+                                 "account's domain-wide delegation elsewhere, or device_code)")  # fmt: skip
+            if not has_secret:
+                raise ValueError("flow client_credentials needs client_secret, client_secret_env or "
+                                 "client_secret_file")  # fmt: skip
+        if self.provider == "generic":
+            needed = {"token_endpoint": self.token_endpoint}
+            if self.flow == "device_code":
+                needed["device_authorization_endpoint"] = self.device_authorization_endpoint
+            if self.flow == "authorization_code":
+                needed["authorization_endpoint"] = self.authorization_endpoint
+            missing = [k for k, v in needed.items() if not v]
+            if missing:
+                raise ValueError(f"provider generic, flow {self.flow}: give {', '.join(missing)}")
+        for key in ("authority", "token_endpoint", "device_authorization_endpoint", "authorization_endpoint"):
+            url = getattr(self, key)
+            if url and not url.startswith("https://"):
+                raise ValueError(f"{key} must be an https:// URL, not {url!r}")
+        return self
+
+    def secret(self) -> str:
+        """The client secret, read now (empty for a public client)."""
+        return _read_secret(self.client_secret, self.client_secret_env, self.client_secret_file)
+
+
 class _Credentials(_Strict):
-    """A user and exactly one source of its password (inline, environment, file)."""
+    """A user and how it logs in: exactly one source of its password, or OAuth2."""
 
     user: str | None = None
+    auth: Literal["password", "oauth2"] = "password"
     password: SecretStr | None = None
     password_env: str | None = None
     password_file: str | None = None
+    oauth2: OAuth2Config | None = None
 
     @model_validator(mode="after")
     def _one_password_source(self) -> _Credentials:
         given = _one_source(self, ("password", "password_env", "password_file"))
+        if self.auth == "oauth2":
+            if given:
+                raise ValueError(f"auth is oauth2: leave out {', '.join(given)}")
+            if self.oauth2 is None:
+                raise ValueError("auth is oauth2: give the oauth2 section")
+            if not self.user:
+                raise ValueError("auth is oauth2: give user (the mailbox address)")
+            return self
+        if self.oauth2 is not None:
+            raise ValueError("an oauth2 section needs auth: oauth2")
         if self.user and not given:
             raise ValueError("user is set: give password, password_env or password_file")
         return self
@@ -457,8 +538,21 @@ def _resolve_relative(raw: dict[str, Any], base: Path) -> None:
 
     fix(raw.get("store"), "path")
     fix(raw, "templates_dir")
+    for server in _server_sections(raw):
+        oauth2 = server.get("oauth2")
+        fix(oauth2, "token_file")
+        fix(oauth2, "ca_file")
     for queue in (raw.get("queues") or {}).values() if isinstance(raw.get("queues"), dict) else ():
         fix(queue, "templates_dir")
+
+
+def _server_sections(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The raw imap, smtp and queues' imap sections that are mappings."""
+    found = [raw.get("imap"), raw.get("smtp")]
+    queues = raw.get("queues")
+    if isinstance(queues, dict):
+        found += [q.get("imap") for q in queues.values() if isinstance(q, dict)]
+    return [s for s in found if isinstance(s, dict)]
 
 
 def _check_secrets(config: Config) -> list[tuple[str, str]]:
@@ -467,6 +561,11 @@ def _check_secrets(config: Config) -> list[tuple[str, str]]:
     servers += [(f"queues.{n}.imap", q.imap) for n, q in config.queues.items() if q.imap]
     for name, server in servers:
         problems += _source_problems(name, "password_env", server.password_env, "password_file", server.password_file)
+        if server.oauth2 is not None:
+            o = server.oauth2
+            problems += _source_problems(
+                f"{name}.oauth2", "client_secret_env", o.client_secret_env, "client_secret_file", o.client_secret_file
+            )
     trust = config.trust
     found = _source_problems("trust", "token_key_env", trust.token_key_env, "token_key_file", trust.token_key_file)
     if not found and (trust.token_key_env or trust.token_key_file) and len(trust.key()) < 16:

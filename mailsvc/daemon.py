@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailsvc.config import Config, MailboxSpec, load_config
+from mailsvc.credentials import mailbox_credentials, provider_for
 from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
@@ -86,8 +87,8 @@ class Backoff:
         self.failures = 0
 
 
-def open_source(spec: MailboxSpec) -> ImapSource:
-    return ImapSource(spec.imap, spec.imap.secret(), key=spec.key, queue=spec.queue)
+def open_source(spec: MailboxSpec, config: Config, notify: Callable[[], None] | None = None) -> ImapSource:
+    return ImapSource(spec.imap, mailbox_credentials(config, spec, notify), key=spec.key, queue=spec.queue)
 
 
 def run_once(config: Config) -> int:
@@ -96,7 +97,7 @@ def run_once(config: Config) -> int:
     pipeline = Pipeline(config, store)
     failed = 0
     for spec in config.mailboxes():
-        source = open_source(spec)
+        source = open_source(spec, config)
         try:
             source.connect()
             result = ingest_pass(source, pipeline)
@@ -112,7 +113,7 @@ def run_once(config: Config) -> int:
         )  # fmt: skip
     tick = Scheduler(pipeline).tick()
     log.info("timers_checked", timers=tick.timers, mails=tick.mails, notices=tick.notices)
-    sender = Sender(config.smtp, config.smtp.secret(), store)
+    sender = Sender(config.smtp, provider_for(config, "smtp"), store)
 
     async def drain() -> int:
         try:
@@ -147,7 +148,7 @@ def watch_mailbox(
     pipeline = Pipeline(config, store)
     backoff = Backoff(spec.imap.retry_base, spec.imap.retry_cap)
     while not stop.is_set():
-        source = open_source(spec)
+        source = open_source(spec, config, committed)
         try:
             source.connect()
             log.info("imap_connected", host=spec.imap.host, folder=source.mailbox, uidvalidity=source.uidvalidity,
@@ -226,7 +227,7 @@ class Generation:
         self.sender_store = Store.open(config.store.path)
         # The sender's updates may lag a power loss without losing mail (a resend at worst).
         self.sender_store.db.execute("PRAGMA synchronous = NORMAL")
-        sender = Sender(config.smtp, config.smtp.secret(), self.sender_store)
+        sender = Sender(config.smtp, provider_for(config, "smtp", wake_sender), self.sender_store)
         self.tasks.add(asyncio.create_task(sender.run(self.sender_wake, self.stop_sender), name="sender"))
         for spec in config.mailboxes():
             thread = asyncio.to_thread(watch_mailbox, config, spec, self.stop_threads, committed, self.ready)

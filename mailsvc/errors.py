@@ -1,5 +1,7 @@
 """The one exception hierarchy of mailsvc; shells catch these at their boundary."""
 
+from __future__ import annotations
+
 
 class MailsvcError(Exception):
     """Base of every error mailsvc raises on purpose."""
@@ -27,3 +29,32 @@ class TransientError(MailsvcError):
 
 class PermanentError(MailsvcError):
     """A failure that will not go away by retrying (5xx, rejected recipient)."""
+
+
+class CredentialError(MailsvcError, ConnectionError):
+    """No credential to log in with: the shells retry it as they retry a connection that failed."""
+
+
+class OAuthError(CredentialError):
+    """The identity provider refused: `code` is its error code (RFC 6749 5.2), `hint` what to do.
+
+    Permanent ones (a revoked or expired refresh token, missing consent, a wrong client secret) do not go
+    away by retrying: someone has to run `mailsvc oauth login` or fix the app registration.
+    """
+
+    def __init__(self, code: str, description: str, *, permanent: bool, hint: str = "") -> None:
+        self.code, self.description, self.permanent, self.hint = code, description, permanent, hint
+        super().__init__(f"{code}: {description}" if description else code)
+
+
+class TlsError(MailsvcError, ConnectionError):
+    """The TLS handshake failed (a certificate not trusted, a wrong host name): retried like a connection."""
+
+    @classmethod
+    def handshake(cls, host: str, port: int, exc: BaseException) -> TlsError:
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
+        if getattr(exc, "verify_code", None) in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+            return cls(f"TLS with {host}:{port} failed: the certificate is not for this host: {reason}")
+        if getattr(exc, "verify_code", None) is not None or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            return cls(f"TLS with {host}:{port} failed: certificate not trusted: {reason}")
+        return cls(f"TLS with {host}:{port} failed: {reason}")

@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from mailsvc.config import ImapConfig, TlsMode
+from mailsvc.credentials import Credential, CredentialProvider, as_provider
+from mailsvc.errors import TlsError
 
 # What a broken connection or a refusing server raises; the daemon reconnects on these.
 IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError, EOFError)
@@ -31,9 +33,16 @@ class ImapSource:
     """One watched folder. `key` names it in the store (default: the folder's name); new cases
     from it open in `queue` unless their recipients name another."""
 
-    def __init__(self, cfg: ImapConfig, password: str, *, key: str | None = None, queue: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ImapConfig,
+        credentials: CredentialProvider | str,
+        *,
+        key: str | None = None,
+        queue: str | None = None,
+    ) -> None:
         self.cfg = cfg
-        self._password = password
+        self.credentials = as_provider(cfg.user, credentials)
         self.key = key or cfg.folder
         self.queue = queue
         self.client: IMAPClient | None = None
@@ -46,17 +55,23 @@ class ImapSource:
 
     def connect(self) -> None:
         cfg = self.cfg
-        client = IMAPClient(
-            cfg.host,
-            port=cfg.effective_port,
-            ssl=cfg.tls is TlsMode.IMPLICIT,
-            ssl_context=_tls_context(cfg) if cfg.tls is not TlsMode.NONE else None,
-            timeout=cfg.timeout,
-        )
+        try:
+            client = IMAPClient(
+                cfg.host,
+                port=cfg.effective_port,
+                ssl=cfg.tls is TlsMode.IMPLICIT,
+                ssl_context=_tls_context(cfg) if cfg.tls is not TlsMode.NONE else None,
+                timeout=cfg.timeout,
+            )
+        except ssl.SSLError as exc:
+            raise TlsError.handshake(cfg.host, cfg.effective_port, exc) from None
         try:
             if cfg.tls is TlsMode.STARTTLS:
-                client.starttls(_tls_context(cfg))
-            client.login(cfg.user or "", self._password)
+                try:
+                    client.starttls(_tls_context(cfg))
+                except ssl.SSLError as exc:
+                    raise TlsError.handshake(cfg.host, cfg.effective_port, exc) from None
+            login(client, self.credentials)
             for folder in (cfg.processed_folder, cfg.quarantine_folder):
                 _ensure_folder(client, folder)
             selected = client.select_folder(cfg.folder)
@@ -122,6 +137,31 @@ class ImapSource:
             if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                 break
         client.idle_done()
+
+
+def _authenticate(client: IMAPClient, credential: Credential) -> None:
+    if credential.kind == "oauth2":
+        # OAUTHBEARER (RFC 7628) is the standard; XOAUTH2 is what Microsoft and Google offer.
+        if client.has_capability("AUTH=OAUTHBEARER"):
+            client.oauthbearer_login(credential.user, credential.secret)
+        else:
+            client.oauth2_login(credential.user, credential.secret)
+    elif credential.secret.isascii() and credential.user.isascii():
+        client.login(credential.user, credential.secret)
+    else:
+        # LOGIN cannot carry 8-bit text; AUTHENTICATE PLAIN carries UTF-8 (RFC 4616).
+        client.plain_login(credential.user, credential.secret)
+
+
+def login(client: IMAPClient, credentials: CredentialProvider) -> None:
+    """Log in with what the provider gives; a refused OAuth2 token is renewed once and tried again."""
+    credential = credentials.credential()
+    try:
+        _authenticate(client, credential)
+    except LoginError:
+        if credential.kind != "oauth2":
+            raise
+        _authenticate(client, credentials.credential(renew=True))
 
 
 def _closed_by_peer(client: IMAPClient) -> bool:

@@ -9,6 +9,7 @@ row stays in the outbox as sent or failed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import ssl
 import time
@@ -20,6 +21,8 @@ from aiosmtplib import SMTPResponse
 from mailsvc import crashpoint
 from mailsvc.config import SmtpConfig, TlsMode
 from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope
+from mailsvc.credentials import Credential, CredentialProvider, as_provider
+from mailsvc.errors import TlsError
 from mailsvc.log import get_logger
 from mailsvc.store import OutboxMail, Store
 
@@ -60,12 +63,36 @@ async def send_with_envelope(smtp: aiosmtplib.SMTP, mail: OutboxMail) -> tuple[d
     except CannotExpress as exc:
         raise aiosmtplib.SMTPResponseException(NOT_EXPRESSIBLE_CODE, f"5.6.7 {exc}") from exc
     return await smtp.sendmail(env.mail_from, list(env.rcpt_to), mail.raw, mail_options=env.mail_options)
+async def _authenticate(smtp: aiosmtplib.SMTP, credential: Credential) -> None:
+    if credential.kind == "oauth2":
+        await smtp.auth_xoauth2(credential.user, credential.secret)
+    elif credential.secret.isascii() and credential.user.isascii():
+        await smtp.login(credential.user, credential.secret)
+    else:
+        await smtp.auth_plain(credential.user, credential.secret)  # UTF-8, RFC 4616
+
+
+async def smtp_login(smtp: aiosmtplib.SMTP, credentials: CredentialProvider) -> None:
+    """Log in with what the provider gives; a refused OAuth2 token is renewed once and tried again.
+
+    A refresh may wait on the identity provider or the token file's lock: it runs in a thread.
+    """
+    credential = await asyncio.to_thread(credentials.credential)
+    try:
+        await _authenticate(smtp, credential)
+    except aiosmtplib.SMTPAuthenticationError:
+        if credential.kind != "oauth2":
+            raise
+        renewed = await asyncio.to_thread(functools.partial(credentials.credential, renew=True))
+        await _authenticate(smtp, renewed)
 
 
 class Sender:
-    def __init__(self, cfg: SmtpConfig, password: str, store: Store, clock: Clock = time.time) -> None:
+    def __init__(
+        self, cfg: SmtpConfig, credentials: CredentialProvider | str, store: Store, clock: Clock = time.time
+    ) -> None:
         self.cfg = cfg
-        self._password = password
+        self.credentials = as_provider(cfg.user, credentials)
         self.store = store
         self.clock = clock
         self.log = get_logger(component="sender")
@@ -84,9 +111,19 @@ class Sender:
             tls_context=context if cfg.tls is not TlsMode.NONE else None,
             timeout=cfg.timeout,
         )
-        await smtp.connect()
+        try:
+            await smtp.connect()
+        except (ssl.SSLError, aiosmtplib.SMTPConnectError) as exc:
+            cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+            if not isinstance(cause, ssl.SSLError):
+                raise
+            raise TlsError.handshake(cfg.host, cfg.effective_port, cause) from None
         if cfg.user:
-            await smtp.login(cfg.user, self._password)
+            try:
+                await smtp_login(smtp, self.credentials)
+            except BaseException:
+                smtp.close()
+                raise
         self._smtp = smtp
         return smtp
 

@@ -11,6 +11,8 @@ as_root() {
 need_apt=()
 have_dovecot() { command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ]; }
 have_dovecot || need_apt+=(dovecot-imapd)
+# SMTP with OAuth2 in the tests: Dovecot's submission service checks the same tokens as its IMAP.
+[ -x /usr/lib/dovecot/submission ] || need_apt+=(dovecot-submissiond)
 # tests/integration/test_systemd.py: systemd-analyze, -sysusers and -tmpfiles check the files in systemd/
 # (Debian container images lack the systemd package), verify wants ExecReload='s /bin/kill, strace
 # traces the daemon for the unit's system call filter.

@@ -8,6 +8,7 @@ import email
 import email.policy
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailsvc.testing.tls import ServerCert
 
 HOST = "127.0.0.1"
 log = logging.getLogger(__name__)
@@ -56,10 +59,15 @@ class SmtpCapture:
         *,
         ready_timeout: float = 10.0,
         smtputf8: bool = False,
+        tls: ServerCert | None = None,
+        implicit_tls: bool = False,
     ) -> None:
         self.on_message = on_message
         self.ready_timeout = ready_timeout
         self.smtputf8 = smtputf8  # offer SMTPUTF8 (RFC 6531) in the EHLO answer
+        # With `tls`: STARTTLS offered, or TLS from the first byte with implicit_tls.
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self.port = 0
         self._controller: Controller | None = None
         self._cond = threading.Condition()
@@ -196,8 +204,18 @@ class _Session(SMTP):
         super().connection_made(transport)
 
 
+def _server_context(cert: ServerCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert.cert_file, cert.key_file)
+    return context
+
+
 class _Controller(Controller):
     def __init__(self, capture: SmtpCapture, port: int) -> None:
+        tls: dict[str, Any] = {}
+        if capture.tls is not None:
+            context = _server_context(capture.tls)
+            tls = {"ssl_context": context} if capture.implicit_tls else {"tls_context": context}
         # server_hostname avoids socket.getfqdn(), which can stall on a resolver that is slow or absent.
         super().__init__(
             capture,
@@ -206,6 +224,7 @@ class _Controller(Controller):
             ready_timeout=capture.ready_timeout,
             server_hostname="smtp-capture.localhost",
             enable_SMTPUTF8=capture.smtputf8,
+            **tls,
         )
         self._capture = capture
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
+from mailsvc.testing.idp import IdentityProvider
+from mailsvc.testing.securedovecot import SecureDovecot
 from mailsvc.testing.smtp_capture import SmtpCapture
+from mailsvc.testing.tls import ServerCert, ThrowawayCA
 
 HERE = Path(__file__).resolve().parent
 
@@ -40,3 +46,56 @@ def mailbox(dovecot: PrivateDovecot, request: pytest.FixtureRequest) -> Mailbox:
 def smtp() -> Iterator[SmtpCapture]:
     with SmtpCapture() as capture:
         yield capture
+
+
+# -- TLS and OAuth2: a throwaway CA, Dovecot with TLS, OAuth2 and submission, an identity provider ----------
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> Iterator[ThrowawayCA]:
+    folder = Path(tempfile.mkdtemp(prefix="mailsvc-ca-"))
+    try:
+        yield ThrowawayCA(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server_cert(tls_ca: ThrowawayCA) -> ServerCert:
+    """For 127.0.0.1 and localhost."""
+    return tls_ca.issue("server")
+
+
+@pytest.fixture(scope="session")
+def oauth_key() -> bytes:
+    """The key the identity provider signs access tokens with, and Dovecot checks them with."""
+    return secrets.token_bytes(32)
+
+
+@pytest.fixture(scope="session")
+def relay_sink() -> Iterator[SmtpCapture]:
+    """Where Dovecot's submission service relays what mailsvc sends through it."""
+    with SmtpCapture() as capture:
+        yield capture
+
+
+@pytest.fixture(scope="session")
+def secure_dovecot(server_cert: ServerCert, oauth_key: bytes, relay_sink: SmtpCapture) -> Iterator[SecureDovecot]:
+    base = Path(tempfile.mkdtemp(prefix="mailsvc-securedovecot-"))
+    try:
+        with SecureDovecot(base, server_cert, oauth_key=oauth_key, relay_port=relay_sink.port, trace=True) as server:
+            yield server
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def secure_mailbox(secure_dovecot: SecureDovecot, relay_sink: SmtpCapture, request: pytest.FixtureRequest) -> Mailbox:
+    relay_sink.clear()
+    return secure_dovecot.new_mailbox(request.node.name)
+
+
+@pytest.fixture
+def idp(server_cert: ServerCert, oauth_key: bytes) -> Iterator[IdentityProvider]:
+    with IdentityProvider(server_cert, key=oauth_key, client_secrets={"mailsvc-app": "app-secret-Zq7"}) as provider:
+        yield provider
