@@ -22,7 +22,8 @@ from mailsvc.log import configure
 from mailsvc.model import CaseStatus
 from mailsvc.parse import parse_message
 from mailsvc.report import build_report, case_facts, failed_mail, format_table, parse_since, period_start, to_json
-from mailsvc.store import Store
+from mailsvc.scrub import scrub
+from mailsvc.store import STORE_ERRORS, Store
 from mailsvc.templatecheck import (
     check_config_templates,
     checked_files,
@@ -247,8 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path, reason in exc.problems:
             print(f"{where}: {path}: {reason}", file=sys.stderr)
         return 2
+    except STORE_ERRORS as exc:
+        print(f"mailsvc: the store is unavailable: {scrub(str(exc))}", file=sys.stderr)
+        return 1
     except MailsvcError as exc:
-        print(f"mailsvc: {exc}", file=sys.stderr)
+        print(f"mailsvc: {scrub(str(exc))}", file=sys.stderr)
         return 1
     return code
 

@@ -42,7 +42,7 @@ from mailsvc.model import (
 )
 from mailsvc.parse import ParseLimits, parse_message
 from mailsvc.render import compose
-from mailsvc.store import Applied, Store
+from mailsvc.store import STORE_ERRORS, Applied, Store
 from mailsvc.templatecheck import queue_templates, queue_view
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
@@ -196,6 +196,8 @@ class Pipeline:
                 actions = self.finish(decision.actions, status, decision.queue, now)
                 decision = Decision(decision.case_id, decision.queue, actions)
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
+        except STORE_ERRORS:
+            raise  # the store's state, not the message's: the batch is rolled back and tried again
         except Exception as exc:
             log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
             return self._quarantine(msg, ref, f"error: {type(exc).__name__}", now)

@@ -6,14 +6,15 @@ recording its IMAP position, so a message's whole effect is there or not at all.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailsvc.errors import StoreError
+from mailsvc.errors import StoreError, StoreUnavailable
 from mailsvc.guard import AUTOMATIC_PURPOSES
 from mailsvc.model import (
     Action,
@@ -46,7 +47,46 @@ from mailsvc.model import (
     TimerKind,
     TimerState,
 )
-from mailsvc.store.migrate import migrate
+from mailsvc.store.migrate import latest_version, migrate
+
+# What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
+# I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.
+STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def store_path_problem(path: Path) -> str | None:
+    """Why the store at `path` cannot be opened or created, or None; changes nothing on disk.
+
+    An existing file must be an SQLite database this mailsvc can migrate, readable and writable; a
+    new one needs a folder it can create and write in."""
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"cannot open {path}: permission denied"
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return f"cannot open {path}: {exc}"
+        if version > latest_version():
+            return f"the store's schema is version {version}, newer than this mailsvc knows ({latest_version()})"
+        return None
+    folder = path.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {path}: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {folder} is not writable"
+    return None
+
 
 # Composes the mail a QueueMail action asks for, once the case exists.
 Compose = Callable[[QueueMail, Case, InboundMessage], OutgoingMail]
@@ -110,18 +150,26 @@ class Store:
         self.db = db
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+        """`busy_timeout`: how long a write waits for another connection's transaction before it fails."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the store {path}: {exc}") from exc
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit is on disk before the server copy of the message is moved.
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA foreign_keys = ON")
-        migrate(db)
+            raise StoreUnavailable(f"cannot open the store {path}: {exc}") from exc
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before the server copy of the message is moved.
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreUnavailable(f"cannot open the store {path}: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
         return cls(db)
 
     def close(self) -> None:
@@ -132,10 +180,14 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # A failed COMMIT (disk full, busy) may leave the transaction open: end it, or every later
+            # BEGIN on this connection would fail too.
+            if self.db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
