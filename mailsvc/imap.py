@@ -19,8 +19,9 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailsvc.config import ImapConfig, TlsMode
 
-# What a broken connection or a refusing server raises; the daemon reconnects on these.
-IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError, EOFError)
+# What a broken connection or a refusing server raises; the daemon reconnects on these. A password that
+# LOGIN cannot carry (non-ASCII) raises UnicodeEncodeError: a refused login, never a crash.
+IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError, EOFError, UnicodeEncodeError)
 
 
 def _tls_context(cfg: ImapConfig) -> ssl.SSLContext:

@@ -10,13 +10,14 @@ import logging
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 HOST = "127.0.0.1"
 log = logging.getLogger(__name__)
@@ -49,9 +50,18 @@ class SmtpCapture:
 
     host = HOST
 
-    def __init__(self, on_message: Callable[[Captured], None] | None = None, *, ready_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        on_message: Callable[[Captured], None] | None = None,
+        *,
+        ready_timeout: float = 10.0,
+        logins: dict[str, str] | None = None,
+    ) -> None:
         self.on_message = on_message
         self.ready_timeout = ready_timeout
+        # With `logins` (user -> password, changeable while running), AUTH is required: 535 for a wrong one.
+        self.logins = logins
+        self.login_attempts: list[tuple[str, bool]] = []
         self.port = 0
         self._controller: Controller | None = None
         self._cond = threading.Condition()
@@ -142,6 +152,17 @@ class SmtpCapture:
         with self._cond:
             self._connections += 1
 
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword) or self.logins is None:
+            return AuthResult(success=False, handled=False)
+        user, password = data.login.decode(errors="replace"), data.password.decode(errors="replace")
+        ok = self.logins.get(user) == password
+        with self._cond:
+            self.login_attempts.append((user, ok))
+        return AuthResult(success=ok, handled=False)
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._cond:
             fault = self._faults.popleft() if self._faults else None
@@ -190,17 +211,24 @@ class _Session(SMTP):
 class _Controller(Controller):
     def __init__(self, capture: SmtpCapture, port: int) -> None:
         # server_hostname avoids socket.getfqdn(), which can stall on a resolver that is slow or absent.
+        auth: dict[str, Any] = {}
+        if capture.logins is not None:
+            # Loopback only, so plain AUTH without TLS is allowed here.
+            auth = {"auth_required": True, "auth_require_tls": False, "authenticator": capture._authenticate}
         super().__init__(
             capture,
             hostname=HOST,
             port=port,
             ready_timeout=capture.ready_timeout,
             server_hostname="smtp-capture.localhost",
+            **auth,
         )
         self._capture = capture
 
     def factory(self) -> SMTP:
-        return _Session(self._capture, self.handler, **self.SMTP_kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")  # loopback only
+            return _Session(self._capture, self.handler, **self.SMTP_kwargs)
 
 
 def _free_port() -> int:

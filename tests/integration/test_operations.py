@@ -1,0 +1,142 @@
+"""What an operator meets, on the real servers: a rotated SMTP password holds the queue (nothing fails) until
+a reload brings the right one, a reload into a store that cannot open is refused while the old setup goes on,
+and no character of a password shows in any output even when the login fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailsvc.testing.dovecot import Mailbox
+from mailsvc.testing.sandbox import mail, read_rows, sandbox_config, write_config
+from mailsvc.testing.smtp_capture import SmtpCapture
+from tests.integration.test_service import NotifyListener, Service, base_config
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifyListener]:
+    listener = NotifyListener(tmp_path)
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        if service.proc.poll() is None:
+            service.stop()
+
+
+@pytest.fixture
+def smtp_auth() -> Iterator[SmtpCapture]:
+    with SmtpCapture(logins={"help": "rotated-password"}) as capture:
+        yield capture
+
+
+def test_rotated_smtp_password_holds_the_queue_until_a_reload_fixes_it(
+    tmp_path: Path, mailbox: Mailbox, smtp_auth: SmtpCapture, notify: NotifyListener, services: list[Service]
+) -> None:
+    smtp = smtp_auth
+    config = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password, smtp_port=smtp.port,
+        store=tmp_path / "mailsvc.db", smtp={"user": "help", "password": "old-password"},
+    )  # fmt: skip
+    path = write_config(tmp_path / "mailsvc.yaml", config)
+    service = Service(path, tmp_path / "daemon.log", {"NOTIFY_SOCKET": str(notify.path)})
+    services.append(service)
+    service.wait_for("imap_connected")
+    for n in range(3):
+        mailbox.append(mail(subject=f"Request {n}", message_id=f"<rot{n}@example.net>"))
+    service.wait_for("ack_queued", 3)
+    held = service.wait_for("smtp_unavailable", 3)
+    assert {(e["stage"], e["error"][:3]) for e in held} == {("login", "535")}
+    notify.wait_for(next(line for line in notify.lines() if line.startswith("STATUS=SMTP unavailable (login: 535")))
+
+    # Held, not failed: no mail charged an attempt, one login per retry however many mails wait.
+    rows = read_rows(tmp_path / "mailsvc.db", "SELECT state, attempts FROM outbox")
+    assert Counter(rows) == Counter({("queued", 0): 3})
+    assert not service.events("mail_failed") and not service.events("mail_deferred")
+    sessions = smtp.connections
+    unavailable = len(service.events("smtp_unavailable"))  # read after: may count one more retry
+    assert sessions <= unavailable + 1  # + 1: the next attempt may be under way
+    assert smtp.login_attempts and not any(ok for _, ok in smtp.login_attempts)
+    assert not smtp.messages
+
+    config["smtp"]["password"] = "rotated-password"
+    write_config(path, config)
+    service.reload()
+    service.wait_for("config_reloaded")
+    acks = smtp.wait_for(3, timeout=20)
+    assert sorted(str(a.message["In-Reply-To"]) for a in acks) == [f"<rot{n}@example.net>" for n in range(3)]
+    service.wait_for("mail_sent", 3)
+    rows = read_rows(tmp_path / "mailsvc.db", "SELECT state, attempts FROM outbox")
+    assert Counter(rows) == Counter({("sent", 1): 3})
+    assert service.stop() == 0
+    assert len(smtp.messages) == 3
+
+
+def test_reload_into_a_store_that_cannot_open_is_refused_and_the_old_setup_goes_on(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, services: list[Service]
+) -> None:
+    config = base_config(tmp_path, mailbox, smtp)
+    path = write_config(tmp_path / "mailsvc.yaml", config)
+    service = Service(path, tmp_path / "daemon.log")
+    services.append(service)
+    service.wait_for("imap_connected")
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the store's folder should be\n")
+    write_config(path, {**config, "store": {"path": str(blocker / "mailsvc.db")}})
+    service.reload()
+    (refused,) = service.wait_for("config_reload_refused")
+    assert any(p.startswith("store.path:") for p in refused["problems"]), refused
+    assert not service.events("config_reloaded")
+
+    mailbox.append(mail(subject="Still answered", message_id="<after-refusal@example.net>"))
+    (ack,) = smtp.wait_for(1, timeout=15)
+    assert ack.message["In-Reply-To"] == "<after-refusal@example.net>"
+    assert service.proc.poll() is None
+    assert service.stop() == 0
+
+    check = subprocess.run(
+        [sys.executable, "-m", "mailsvc", "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 2
+    assert f"{path}: store.path: cannot create {blocker / 'mailsvc.db'}: {blocker} is not a folder" in check.stderr
+
+
+NON_ASCII_PASSWORD = "Zür1ch-€-ßecret"
+
+
+@pytest.mark.parametrize("command", ["once", "run"])
+def test_no_character_of_a_non_ascii_password_in_any_output(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, command: str
+) -> None:
+    config = base_config(
+        tmp_path, mailbox, smtp, imap={"password": NON_ASCII_PASSWORD, "retry_base": 0.2, "retry_cap": 0.5}
+    )
+    path = write_config(tmp_path / "mailsvc.yaml", config)
+    args = [sys.executable, "-m", "mailsvc", command, "-c", str(path)]
+    if command == "once":
+        done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1
+    else:
+        service = Service(path, tmp_path / "daemon.log")
+        service.wait_for("imap_disconnected", 2)
+        assert service.stop() == 0
+        output = service.log_path.read_text()
+    assert "imap_" in output  # the failed login was reported
+    secret_only = set(NON_ASCII_PASSWORD) - set(output.replace("\\u", ""))  # characters that never appear at all
+    for char in ("ü", "€", "ß"):
+        assert char in secret_only, f"{char!r} of the password shows in:\n{output}"
+    for escaped in ("\\xfc", "\\u20ac", "\\xdf", "position"):
+        assert escaped not in output, output
+    assert NON_ASCII_PASSWORD not in output
