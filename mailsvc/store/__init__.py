@@ -196,8 +196,12 @@ class Store:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK TO step")
-            self.db.execute("RELEASE step")
+            # SQLite may have rolled back the whole transaction already (disk full): then there is no
+            # savepoint left, and the error that caused it is the one to report.
+            if self.db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK TO step")
+                    self.db.execute("RELEASE step")
             raise
         self.db.execute("RELEASE step")
 
