@@ -188,7 +188,8 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
         print(f"mailsvc templates preview: case {case.id} has no filed message to preview with", file=sys.stderr)
         return 1
     msg = parse_message(raw)
-    print(preview_mail(args.name, case, msg, config, now=datetime.now(UTC), html=args.html), end="")
+    # The Reply-To of a staff mail carries a valid reply token: masked, as `cases show` does.
+    print(redact_tokens(preview_mail(args.name, case, msg, config, now=datetime.now(UTC), html=args.html)), end="")
     return 0
 
 
