@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailsvc import __version__
+from mailsvc.cli_outbox import add_outbox_commands
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import load_service_config, run_forever, run_once
 from mailsvc.errors import ConfigError, MailsvcError
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--case", type=int, required=True, metavar="ID", help="the case to render it for")
     preview.add_argument("--html", action="store_true", help="show the HTML part instead of the text part")
     preview.set_defaults(func=cmd_templates_preview)
+
+    add_outbox_commands(commands, with_config)
 
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
     report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")

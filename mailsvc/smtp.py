@@ -28,6 +28,8 @@ from mailsvc.store import STORE_ERRORS, OutboxMail, Store
 Clock = Callable[[], float]
 # How long the sender waits before it looks again when the store failed (grows to the cap).
 STORE_RETRY_BASE, STORE_RETRY_CAP = 1.0, 30.0
+# The sender looks for mail put back by `mailsvc outbox retry` at least this often (seconds).
+SENDER_MAX_SLEEP = 30.0
 SMTP_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 
 
@@ -263,7 +265,8 @@ class Sender:
             wake.clear()
             await self.drain()
             next_at = self.next_wake()
-            timeout = None if next_at is None else max(0.0, next_at - self.clock())
+            # Looks again at least every SENDER_MAX_SLEEP: `mailsvc outbox retry` writes to the store only.
+            timeout = SENDER_MAX_SLEEP if next_at is None else min(SENDER_MAX_SLEEP, max(0.0, next_at - self.clock()))
             waiters = {asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())}
             _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:

@@ -48,9 +48,12 @@ from mailsvc.model import (
     TimerState,
 )
 from mailsvc.store.migrate import latest_version, migrate
+from mailsvc.store.operations import OperationsQueries, OutboxEntry
 
 # What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
 # I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.
+__all__ = ["STORE_ERRORS", "Applied", "OutboxEntry", "OutboxMail", "Store", "store_path_problem"]
+
 STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
 DEFAULT_BUSY_TIMEOUT = 30.0
 
@@ -143,7 +146,7 @@ def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
     )
 
 
-class Store:
+class Store(OperationsQueries):
     """One SQLite connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -569,7 +572,9 @@ class Store:
 
     def due_mail(self, now: float, limit: int = 100) -> list[OutboxMail]:
         rows = self.db.execute(
-            "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, created_at "
+            # An operator's retry starts the mail's age (smtp.max_attempts_age) afresh.
+            "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, "
+            "max(created_at, coalesce(retried_at, 0)) AS created_at "
             "FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),
         ).fetchall()

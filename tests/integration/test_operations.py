@@ -4,6 +4,7 @@ and no character of a password shows in any output even when the login fails."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -140,3 +141,36 @@ def test_no_character_of_a_non_ascii_password_in_any_output(
     for escaped in ("\\xfc", "\\u20ac", "\\xdf", "position"):
         assert escaped not in output, output
     assert NON_ASCII_PASSWORD not in output
+
+
+def mailsvc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailsvc", *args], capture_output=True, text=True, check=False)
+
+
+def test_outbox_list_and_retry_resend_what_failed(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> None:
+    path = str(write_config(tmp_path / "mailsvc.yaml", base_config(tmp_path, mailbox, smtp)))
+    smtp.fail_next(1, 550, "5.1.1 mailbox unavailable")
+    mailbox.append(mail(subject="Bounced ack", message_id="<retry-me@example.net>"))
+    assert mailsvc("once", "-c", path).returncode == 0
+    assert not smtp.messages
+
+    failed = mailsvc("outbox", "list", "--state", "failed", "-c", path)
+    assert failed.returncode == 0, failed.stderr
+    (row,) = failed.stdout.splitlines()[1:2]
+    assert row.split()[:5] == ["1", "failed", "1", "1", "ack"]
+    assert "550 5.1.1 mailbox unavailable" in failed.stdout
+    assert mailsvc("outbox", "list", "--state", "queued", "-c", path).stdout.count("\n") == 1  # the heading only
+
+    retried = mailsvc("outbox", "retry", "--failed", "--since", "2000-01-01", "-c", path)
+    assert (retried.returncode, retried.stdout) == (0, "requeued 1 mail(s): #1\n"), retried.stderr
+    assert mailsvc("once", "-c", path).returncode == 0
+    (ack,) = smtp.wait_for(1)
+    assert ack.message["In-Reply-To"] == "<retry-me@example.net>"
+
+    again = mailsvc("outbox", "retry", "1", "-c", path)
+    assert again.returncode == 1 and "#1 is not failed or queued" in again.stderr
+    assert mailsvc("once", "-c", path).returncode == 0
+    listed = json.loads(mailsvc("outbox", "list", "--case", "1", "--json", "-c", path).stdout)
+    assert [(e["state"], e["attempts"], e["message_id"]) for e in listed] == [("sent", 2, ack.message["Message-ID"])]
+    assert len(smtp.messages) == 1
+    assert mailsvc("outbox", "retry", "-c", path).returncode == 2  # neither IDs nor --failed
