@@ -79,6 +79,20 @@ class OperationsQueries:
 
     # --- unfinished processing attempts (poison messages)
 
+    def unfinished_attempts(self, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> dict[int, int]:
+        """UIDs whose processing was begun and never finished, with how many times."""
+        found: dict[int, int] = {}
+        for start in range(0, len(uids), 500):
+            chunk = tuple(uids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT uid, attempts FROM ingest_attempts WHERE mailbox = ? AND uidvalidity = ? "  # noqa: S608
+                f"AND uid IN ({marks})",
+                (mailbox, uidvalidity, *chunk),
+            )
+            found.update((r[0], r[1]) for r in rows)
+        return found
+
     def begin_attempts(self, mailbox: str, uidvalidity: int, uids: Sequence[int], now: float) -> dict[int, int]:
         """Count one more attempt for each UID, committed before processing starts; returns the
         attempts each had before (0 for a first)."""
