@@ -16,7 +16,7 @@ import pytest
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail, read_rows, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import SmtpCapture
-from tests.integration.test_service import NotifyListener, Service, base_config
+from tests.integration.test_service import NotifyListener, Service, base_config, plain_body
 
 
 @pytest.fixture
@@ -174,3 +174,36 @@ def test_outbox_list_and_retry_resend_what_failed(tmp_path: Path, mailbox: Mailb
     assert [(e["state"], e["attempts"], e["message_id"]) for e in listed] == [("sent", 2, ack.message["Message-ID"])]
     assert len(smtp.messages) == 1
     assert mailsvc("outbox", "retry", "-c", path).returncode == 2  # neither IDs nor --failed
+
+
+def test_a_template_edited_on_disk_changes_mail_only_after_a_reload(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, services: list[Service]
+) -> None:
+    templates = tmp_path / "help-templates"
+    templates.mkdir()
+    ack = templates / "ack.txt.j2"
+    ack.write_text("First version for {{ case.tag }}\n")
+    queue = {"address": "help@example.org", "display_name": "Example Help Desk", "templates_dir": str(templates)}
+    path = write_config(tmp_path / "mailsvc.yaml", base_config(tmp_path, mailbox, smtp, queues={"help": queue}))
+    service = Service(path, tmp_path / "daemon.log")
+    services.append(service)
+    service.wait_for("imap_connected")
+
+    ack.write_text("Broken {{ case.tag }\n")  # saved half-way through an edit
+    mailbox.append(mail(sender="a1 <a1@example.net>", message_id="<t1@example.net>"))
+    (first,) = smtp.wait_for(1)
+    assert plain_body(first).startswith("First version for [Help #1]")
+
+    service.reload()
+    service.wait_for("config_reload_refused")
+    ack.write_text("Second version for {{ case.tag }}\n")
+    mailbox.append(mail(sender="a2 <a2@example.net>", message_id="<t2@example.net>"))
+    second = smtp.wait_for(2)[1]
+    assert plain_body(second).startswith("First version for [Help #2]")
+
+    service.reload()
+    service.wait_for("config_reloaded")
+    mailbox.append(mail(sender="a3 <a3@example.net>", message_id="<t3@example.net>"))
+    third = smtp.wait_for(3)[2]
+    assert plain_body(third).startswith("Second version for [Help #3]")
+    assert service.stop() == 0
