@@ -207,3 +207,23 @@ def test_a_template_edited_on_disk_changes_mail_only_after_a_reload(
     third = smtp.wait_for(3)[2]
     assert plain_body(third).startswith("Second version for [Help #3]")
     assert service.stop() == 0
+
+
+def test_no_character_of_a_non_ascii_smtp_password_in_output_when_the_login_fails(
+    tmp_path: Path, mailbox: Mailbox, smtp_auth: SmtpCapture
+) -> None:
+    config = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password, smtp_port=smtp_auth.port,
+        store=tmp_path / "mailsvc.db", smtp={"user": "help", "password": NON_ASCII_PASSWORD},
+    )  # fmt: skip
+    path = str(write_config(tmp_path / "mailsvc.yaml", config))
+    mailbox.append(mail(message_id="<smtp-secret@example.net>"))
+    done = subprocess.run(
+        [sys.executable, "-m", "mailsvc", "once", "-c", path], capture_output=True, text=True, check=False, timeout=60
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1  # the mail is held, not sent and not failed
+    assert '"smtp_unavailable"' in output and '"stage": "login"' in output, output
+    for char in ("ü", "€", "ß", "\\xfc", "\\u20ac", "\\xdf"):
+        assert char not in output, f"{char!r} shows in:\n{output}"
+    assert read_rows(tmp_path / "mailsvc.db", "SELECT state, attempts FROM outbox") == [("queued", 0)]
