@@ -27,8 +27,8 @@ from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.log import get_logger
 from mailsvc.scheduler import Scheduler
 from mailsvc.scrub import scrub
-from mailsvc.smtp import STORE_RETRY_BASE, STORE_RETRY_CAP, Sender
-from mailsvc.status import ServiceStatus
+from mailsvc.smtp import Sender
+from mailsvc.status import ServiceStatus, StoreFaults
 from mailsvc.store import STORE_ERRORS, Store, store_path_problem
 from mailsvc.templatecheck import check_config_templates
 
@@ -82,30 +82,6 @@ def open_store(config: Config) -> Store:
 
 def open_source(spec: MailboxSpec) -> ImapSource:
     return ImapSource(spec.imap, spec.imap.secret(), key=spec.key, queue=spec.queue)
-
-
-class StoreFaults:
-    """One component's run of store failures: `store_unavailable` with the error, a STATUS= line, and
-    the wait before the next try (the shared backoff); `recovered()` ends the run."""
-
-    def __init__(self, component: str, status: ServiceStatus) -> None:
-        self.component = component
-        self.status = status
-        self.backoff = Backoff(STORE_RETRY_BASE, STORE_RETRY_CAP)
-
-    def failed(self, exc: BaseException) -> float:
-        delay = self.backoff.next()
-        error = scrub(f"{type(exc).__name__}: {exc}")
-        log.warning("store_unavailable", component=self.component, error=error, retry_in_s=round(delay, 1),
-                    failures=self.backoff.failures)  # fmt: skip
-        self.status.fault(f"store {self.component}", f"store unavailable ({error[:120]}), retrying")
-        return delay
-
-    def recovered(self) -> None:
-        if self.backoff.failing:
-            log.info("store_available", component=self.component, failures=self.backoff.failures)
-            self.backoff.reset()
-            self.status.clear(f"store {self.component}")
 
 
 def run_once(config: Config) -> int:

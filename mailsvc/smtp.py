@@ -22,12 +22,10 @@ from mailsvc.config import SmtpConfig, TlsMode
 from mailsvc.delivery import Failure, Stage, Step, next_step
 from mailsvc.log import get_logger
 from mailsvc.scrub import scrub
-from mailsvc.status import ServiceStatus
+from mailsvc.status import ServiceStatus, StoreFaults
 from mailsvc.store import STORE_ERRORS, OutboxMail, Store
 
 Clock = Callable[[], float]
-# How long the sender waits before it looks again when the store failed (grows to the cap).
-STORE_RETRY_BASE, STORE_RETRY_CAP = 1.0, 30.0
 # The sender looks for mail put back by `mailsvc outbox retry` at least this often (seconds).
 SENDER_MAX_SLEEP = 30.0
 SMTP_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
@@ -75,7 +73,7 @@ class Sender:
         self.log = get_logger(component="sender")
         self._smtp: aiosmtplib.SMTP | None = None
         self._session = Backoff(cfg.retry_base, cfg.retry_cap)
-        self._store = Backoff(STORE_RETRY_BASE, STORE_RETRY_CAP)
+        self._store = StoreFaults("sender", self.status)
         self.held_until: float | None = None  # the server is unavailable: no attempt before this
         self.store_retry_at: float | None = None  # the store failed: no work before this
         self._unrecorded: dict[int, tuple[OutboxMail, float]] = {}  # accepted, not yet recorded as sent
@@ -181,23 +179,16 @@ class Sender:
                 self._store_failed(exc, unrecorded=len(self._unrecorded))
                 return False
             del self._unrecorded[outbox_id]
-            if self._store.failing:
+            if self._store.backoff.failing:
                 self.log.info("mail_sent_recorded", case_id=mail.case_id, message_id=mail.message_id)
         self._store_back()
         return True
 
     def _store_failed(self, exc: BaseException, **fields: object) -> None:
-        delay = self._store.next()
-        self.store_retry_at = self.clock() + delay
-        error = scrub(f"{type(exc).__name__}: {exc}")
-        self.log.warning("store_unavailable", component="sender", error=error, retry_in_s=round(delay, 1), **fields)
-        self.status.fault("store", f"store unavailable ({error[:120]}), retrying in {delay:.0f}s")
+        self.store_retry_at = self.clock() + self._store.failed(exc, **fields)
 
     def _store_back(self) -> None:
-        if self._store.failing:
-            self.log.info("store_available", component="sender", failures=self._store.failures)
-            self._store.reset()
-            self.status.clear("store")
+        self._store.recovered()
         self.store_retry_at = None
 
     def _failed(self, mail: OutboxMail, failure: Failure, step: Step, why: str) -> None:

@@ -9,6 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from mailsvc.backoff import Backoff
+from mailsvc.log import get_logger
+from mailsvc.scrub import scrub
+
+# How long a component waits before it tries the store again (growing to the cap), in seconds.
+STORE_RETRY_BASE, STORE_RETRY_CAP = 1.0, 30.0
+log = get_logger(component="status")
+
 
 class ServiceStatus:
     """Thread-safe; `publish` is called with each new line (outside the lock's critical decisions)."""
@@ -60,3 +68,28 @@ class ServiceStatus:
                 return
             self._shown = line
         self._publish(line)
+
+
+class StoreFaults:
+    """One component's run of store failures: `store_unavailable` with the error, the STATUS= line, and
+    the wait before the next try (the shared backoff); `recovered()` ends the run (`store_available`)."""
+
+    def __init__(self, component: str, status: ServiceStatus) -> None:
+        self.component = component
+        self.status = status
+        self.backoff = Backoff(STORE_RETRY_BASE, STORE_RETRY_CAP)
+
+    def failed(self, exc: BaseException, **fields: object) -> float:
+        """Log and show the failure; returns the seconds to wait before the next try."""
+        delay = self.backoff.next()
+        error = scrub(f"{type(exc).__name__}: {exc}")
+        log.warning("store_unavailable", component=self.component, error=error, retry_in_s=round(delay, 1),
+                    failures=self.backoff.failures, **fields)  # fmt: skip
+        self.status.fault(f"store {self.component}", f"store unavailable ({error[:120]}), retrying")
+        return delay
+
+    def recovered(self) -> None:
+        if self.backoff.failing:
+            log.info("store_available", component=self.component, failures=self.backoff.failures)
+            self.backoff.reset()
+            self.status.clear(f"store {self.component}")
