@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailsvc import __version__
+from mailsvc.cli_outbox import add_outbox_commands
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import load_service_config, run_forever, run_once
 from mailsvc.doctor import cmd_doctor
@@ -24,7 +25,8 @@ from mailsvc.model import CaseStatus
 from mailsvc.oauth.commands import cmd_oauth_login, cmd_oauth_status
 from mailsvc.parse import parse_message
 from mailsvc.report import build_report, case_facts, failed_mail, format_table, parse_since, period_start, to_json
-from mailsvc.store import Store
+from mailsvc.scrub import scrub
+from mailsvc.store import STORE_ERRORS, Store
 from mailsvc.templatecheck import (
     check_config_templates,
     checked_files,
@@ -189,7 +191,8 @@ def cmd_templates_preview(args: argparse.Namespace) -> int:
         print(f"mailsvc templates preview: case {case.id} has no filed message to preview with", file=sys.stderr)
         return 1
     msg = parse_message(raw)
-    print(preview_mail(args.name, case, msg, config, now=datetime.now(UTC), html=args.html), end="")
+    # The Reply-To of a staff mail carries a valid reply token: masked, as `cases show` does.
+    print(redact_tokens(preview_mail(args.name, case, msg, config, now=datetime.now(UTC), html=args.html)), end="")
     return 0
 
 
@@ -233,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(func=cmd_templates_preview)
 
     _register_oauth_and_doctor(commands, with_config)
+    add_outbox_commands(commands, with_config)
 
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
     report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")
@@ -267,8 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path, reason in exc.problems:
             print(f"{where}: {path}: {reason}", file=sys.stderr)
         return 2
+    except STORE_ERRORS as exc:
+        print(f"mailsvc: the store is unavailable: {scrub(str(exc))}", file=sys.stderr)
+        return 1
     except MailsvcError as exc:
-        print(f"mailsvc: {exc}", file=sys.stderr)
+        print(f"mailsvc: {scrub(str(exc))}", file=sys.stderr)
         return 1
     return code
 

@@ -30,6 +30,7 @@ from pydantic import (
 
 from mailsvc.errors import ConfigError
 from mailsvc.hours import BusinessHours
+from mailsvc.scrub import protect
 
 
 class TlsMode(StrEnum):
@@ -60,14 +61,19 @@ def _one_source(model: BaseModel, names: tuple[str, str, str]) -> list[str]:
 
 
 def _read_secret(inline: SecretStr | None, env: str | None, file: str | None) -> str:
-    """A secret from where the config says: inline, an environment variable, or a file."""
+    """A secret from where the config says: inline, an environment variable, or a file.
+
+    Each one is handed to `scrub.protect`, so no log line or error shows it."""
     if inline is not None:
-        return inline.get_secret_value()
-    if env:
-        return os.environ.get(env, "")
-    if file:
-        return Path(os.path.expandvars(file)).read_text().strip()
-    return ""
+        value = inline.get_secret_value()
+    elif env:
+        value = os.environ.get(env, "")
+    elif file:
+        value = Path(os.path.expandvars(file)).read_text().strip()
+    else:
+        value = ""
+    protect(value)
+    return value
 
 
 def _source_problems(
@@ -416,6 +422,8 @@ class TrustConfig(_Strict):
 
 class StoreConfig(_Strict):
     path: Path
+    # Seconds a write waits for another process's transaction before the store counts as unavailable.
+    busy_timeout: float = Field(default=30.0, gt=0, le=600)
 
 
 class AutoMailConfig(_Strict):

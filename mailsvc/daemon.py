@@ -10,16 +10,16 @@ keeps running. Under systemd: READY=1, STATUS= lines, and watchdog pings.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import random
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mailsvc.backoff import Backoff
 from mailsvc.config import Config, MailboxSpec, load_config
 from mailsvc.credentials import mailbox_credentials, provider_for
 from mailsvc.errors import ConfigError, MailsvcError
@@ -27,8 +27,10 @@ from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.log import get_logger
 from mailsvc.scheduler import Scheduler
+from mailsvc.scrub import scrub
 from mailsvc.smtp import Sender
-from mailsvc.store import Store
+from mailsvc.status import ServiceStatus, StoreFaults
+from mailsvc.store import STORE_ERRORS, Store, store_path_problem
 from mailsvc.templatecheck import check_config_templates
 
 log = get_logger(component="daemon")
@@ -64,27 +66,19 @@ def watchdog_interval() -> float | None:
 
 
 def load_service_config(path: Path) -> Config:
-    """The configuration and every queue's templates, checked: what start-up and reload accept."""
+    """The configuration, every queue's templates and the store's path, checked: what start-up and reload accept."""
     config = load_config(path)
-    problems = check_config_templates(config)
+    problems = [(f"{p.file}:{p.line or '?'}", p.message) for p in check_config_templates(config)]
+    store_problem = store_path_problem(config.store.path)
+    if store_problem is not None:
+        problems.append(("store.path", store_problem))
     if problems:
-        raise ConfigError([(f"{p.file}:{p.line or '?'}", p.message) for p in problems])
+        raise ConfigError(problems)
     return config
 
 
-class Backoff:
-    """Capped exponential delays with jitter for reconnecting."""
-
-    def __init__(self, first: float = 1.0, cap: float = 60.0) -> None:
-        self.first, self.cap, self.failures = first, cap, 0
-
-    def next(self) -> float:
-        delay: float = min(self.cap, self.first * 2**self.failures)
-        self.failures += 1
-        return delay * (0.5 + random.random() / 2)
-
-    def reset(self) -> None:
-        self.failures = 0
+def open_store(config: Config) -> Store:
+    return Store.open(config.store.path, config.store.busy_timeout)
 
 
 def open_source(spec: MailboxSpec, config: Config, notify: Callable[[], None] | None = None) -> ImapSource:
@@ -92,8 +86,10 @@ def open_source(spec: MailboxSpec, config: Config, notify: Callable[[], None] | 
 
 
 def run_once(config: Config) -> int:
-    """One pass over every mailbox, the timers due, then send what is due; for cron and tests."""
-    store = Store.open(config.store.path)
+    """One pass over every mailbox, the timers due, then send what is due; for cron and tests.
+
+    Returns 1 when a server was unavailable; a store fault propagates (the CLI prints one line, exit 1)."""
+    store = open_store(config)
     pipeline = Pipeline(config, store)
     failed = 0
     for spec in config.mailboxes():
@@ -102,7 +98,7 @@ def run_once(config: Config) -> int:
             source.connect()
             result = ingest_pass(source, pipeline)
         except IMAP_ERRORS as exc:
-            log.error("imap_failed", error=f"{type(exc).__name__}: {exc}", host=spec.imap.host, folder=spec.key)
+            log.error("imap_failed", error=scrub(f"{type(exc).__name__}: {exc}"), host=spec.imap.host, folder=spec.key)
             failed += 1
             continue
         finally:
@@ -123,39 +119,56 @@ def run_once(config: Config) -> int:
 
     asyncio.run(drain())
     store.close()
+    if sender.status.faults:
+        failed += 1  # the SMTP server or the store was unavailable: mail is still queued
     return 1 if failed else 0
 
 
 class _Ready:
     """READY=1 once, when the first mailbox is connected."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: ServiceStatus) -> None:
         self._lock = threading.Lock()
         self.sent = False
+        self.status = status
 
     def connected(self, folder: str) -> None:
         with self._lock:
             if not self.sent:
                 sd_notify("READY=1\nSTATUS=watching " + folder)
+                self.status.set_normal("watching " + folder)
                 self.sent = True
 
 
 def watch_mailbox(
-    config: Config, spec: MailboxSpec, stop: threading.Event, committed: Callable[[], None], ready: _Ready
+    config: Config,
+    spec: MailboxSpec,
+    stop: threading.Event,
+    committed: Callable[[], None],
+    ready: _Ready,
 ) -> None:
-    """Ingest one folder until `stop`: connect, pass, wait (IDLE or poll), pass... reconnecting on failure."""
-    store = Store.open(config.store.path)
-    pipeline = Pipeline(config, store)
+    """Ingest one folder until `stop`: connect, pass, wait (IDLE or poll), pass... reconnecting on failure.
+
+    A store fault is a state like a server fault: logged, shown, waited out with backoff, then tried again."""
+    status = ready.status
+    faults = StoreFaults(f"imap {spec.key}", status)
     backoff = Backoff(spec.imap.retry_base, spec.imap.retry_cap)
+    store: Store | None = None
+    pipeline: Pipeline | None = None
     while not stop.is_set():
         source = open_source(spec, config, committed)
         try:
+            if store is None or pipeline is None:
+                store = open_store(config)
+                pipeline = Pipeline(config, store)
             source.connect()
             log.info("imap_connected", host=spec.imap.host, folder=source.mailbox, uidvalidity=source.uidvalidity,
                      idle="IDLE" in source.capabilities and spec.imap.idle, queue=spec.queue)  # fmt: skip
+            status.clear(f"imap {spec.key}")
             ready.connected(source.mailbox)
             while not stop.is_set():
                 result = ingest_pass(source, pipeline, committed)
+                faults.recovered()
                 # Only a whole pass proves the server works: one that takes logins and fails
                 # every pass is retried with growing delays too.
                 backoff.reset()
@@ -167,37 +180,72 @@ def watch_mailbox(
                     # SEARCH or MOVE response, which IDLE will not repeat: look again first.
                     continue
                 source.wait_for_mail(stop)
+        except STORE_ERRORS as exc:
+            stop.wait(faults.failed(exc))
         except IMAP_ERRORS as exc:
             delay = backoff.next()
-            log.warning("imap_disconnected", folder=spec.key, error=f"{type(exc).__name__}: {exc}",
+            log.warning("imap_disconnected", folder=spec.key, error=scrub(f"{type(exc).__name__}: {exc}"),
                         retry_in_s=round(delay, 1))  # fmt: skip
-            sd_notify(f"STATUS=IMAP unavailable ({spec.key}), retrying in {delay:.0f}s")
+            status.fault(f"imap {spec.key}", f"IMAP unavailable ({spec.key}), retrying in {delay:.0f}s")
             stop.wait(delay)
         finally:
             source.close()
-    store.close()
+    if store is not None:
+        store.close()
 
 
-def watch_timers(config: Config, stop: threading.Event, wake: threading.Event, sent: Callable[[], None]) -> None:
+def watch_timers(
+    config: Config, stop: threading.Event, wake: threading.Event, sent: Callable[[], None], status: ServiceStatus
+) -> None:
     """Fire timers when due (and look for failed mail to report) until `stop`; `wake` after new timers."""
-    store = Store.open(config.store.path)
-    scheduler = Scheduler(Pipeline(config, store))
+    faults = StoreFaults("scheduler", status)
+    store: Store | None = None
     while not stop.is_set():
         wake.clear()
         try:
+            if store is None:
+                store = open_store(config)
+                scheduler = Scheduler(Pipeline(config, store))
             result = scheduler.tick()
-        except sqlite3.OperationalError as exc:  # e.g. the store is busy beyond the timeout
-            log.warning("scheduler_deferred", error=str(exc))
-            stop.wait(5.0)
+            next_at = store.next_timer_at()
+        except STORE_ERRORS as exc:  # e.g. busy beyond the timeout, disk full
+            stop.wait(faults.failed(exc))
             continue
+        faults.recovered()
         if result.mails:
             sent()
-        next_at = store.next_timer_at()
         sleep = SCHEDULER_MAX_SLEEP
         if next_at is not None:
             sleep = min(sleep, max(0.0, next_at.timestamp() - time.time()))
         wake.wait(sleep)
-    store.close()
+    if store is not None:
+        store.close()
+
+
+async def run_sender(
+    config: Config, status: ServiceStatus, wake: asyncio.Event, stop: asyncio.Event, notify: Callable[[], None]
+) -> None:
+    """The sender on its own store, opened (and reopened) with the same patience as every component."""
+    faults = StoreFaults("sender", status)
+    while not stop.is_set():
+        try:
+            store = await asyncio.to_thread(open_store, config)
+        except STORE_ERRORS as exc:
+            delay = faults.failed(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            continue
+        faults.recovered()
+        break
+    else:
+        return
+    try:
+        # The sender's updates may lag a power loss without losing mail (a resend at worst).
+        store.db.execute("PRAGMA synchronous = NORMAL")
+        sender = Sender(config.smtp, provider_for(config, "smtp", notify), store, status=status)
+        await sender.run(wake, stop)
+    finally:
+        store.close()
 
 
 class Generation:
@@ -206,12 +254,12 @@ class Generation:
     def __init__(self, config: Config, ready: _Ready) -> None:
         self.config = config
         self.ready = ready
+        self.status = ready.status
         self.stop_threads = threading.Event()
         self.timer_wake = threading.Event()
         self.stop_sender = asyncio.Event()
         self.sender_wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.sender_store: Store | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -224,15 +272,12 @@ class Generation:
             wake_sender()
             self.timer_wake.set()  # the batch may have set timers earlier than the scheduler's sleep
 
-        self.sender_store = Store.open(config.store.path)
-        # The sender's updates may lag a power loss without losing mail (a resend at worst).
-        self.sender_store.db.execute("PRAGMA synchronous = NORMAL")
-        sender = Sender(config.smtp, provider_for(config, "smtp", wake_sender), self.sender_store)
-        self.tasks.add(asyncio.create_task(sender.run(self.sender_wake, self.stop_sender), name="sender"))
+        sender = run_sender(config, self.status, self.sender_wake, self.stop_sender, wake_sender)
+        self.tasks.add(asyncio.create_task(sender, name="sender"))
         for spec in config.mailboxes():
             thread = asyncio.to_thread(watch_mailbox, config, spec, self.stop_threads, committed, self.ready)
             self.tasks.add(asyncio.create_task(thread, name=f"imap {spec.key}"))
-        thread = asyncio.to_thread(watch_timers, config, self.stop_threads, self.timer_wake, wake_sender)
+        thread = asyncio.to_thread(watch_timers, config, self.stop_threads, self.timer_wake, wake_sender, self.status)
         self.tasks.add(asyncio.create_task(thread, name="scheduler"))
 
     @property
@@ -248,14 +293,13 @@ class Generation:
         self.timer_wake.set()
         self.stop_sender.set()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.sender_store is not None:
-            self.sender_store.close()
         crashed = []
         for task in self.tasks:
             exc = task.exception()
             if exc is not None:
-                log.error("component_failed", component=task.get_name(), error=f"{type(exc).__name__}: {exc}")
+                log.error("component_failed", component=task.get_name(), error=scrub(f"{type(exc).__name__}: {exc}"))
                 crashed.append(exc)
+        self.status.clear_all()
         return crashed
 
 
@@ -281,7 +325,7 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> i
         loop.add_signal_handler(sig, request_stop, sig.name)
     loop.add_signal_handler(signal.SIGHUP, reloading.set)
 
-    ready = _Ready()
+    ready = _Ready(ServiceStatus(lambda line: sd_notify("STATUS=" + line)))
     current = Generation(config, ready)
     current.start()
     log.info("daemon_started", pid=os.getpid(), queues=list(config.queues), folders=[m.key for m in config.mailboxes()])
@@ -300,7 +344,7 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> i
             break
         reloading.clear()
         new = _reloaded(reload)
-        if new is None:
+        if new is None or not _can_run(new):
             continue
         sd_notify("RELOADING=1")
         crashed = await current.stop()
@@ -329,8 +373,19 @@ def _reloaded(reload: Callable[[], Config] | None) -> Config | None:
         log.error("config_reload_refused", problems=[str(exc)])
     except Exception as exc:
         # Escaping serve() here would leave the running generation's threads behind, hanging the process.
-        log.error("config_reload_refused", problems=[f"{type(exc).__name__}: {exc}"])
+        log.error("config_reload_refused", problems=[scrub(f"{type(exc).__name__}: {exc}")])
     return None
+
+
+def _can_run(config: Config) -> bool:
+    """Whether the new configuration's store opens (created and migrated if new), checked while the old
+    generation still runs: a reload must not stop a working daemon for a setup that cannot start."""
+    try:
+        open_store(config).close()
+    except STORE_ERRORS as exc:
+        log.error("config_reload_refused", problems=[scrub(f"store.path: {exc}")])
+        return False
+    return True
 
 
 def run_forever(config: Config, path: Path | None = None) -> int:

@@ -23,6 +23,10 @@ class StoreError(MailsvcError):
     """The store cannot be opened or migrated."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (cannot be opened, locked, disk full): retried, not fatal."""
+
+
 class TransientError(MailsvcError):
     """A failure worth retrying later (network, 4xx)."""
 

@@ -21,8 +21,9 @@ from mailsvc.config import ImapConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
 from mailsvc.errors import TlsError
 
-# What a broken connection or a refusing server raises; the daemon reconnects on these.
-IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError, EOFError)
+# What a broken connection or a refusing server raises; the daemon reconnects on these. A password that
+# LOGIN cannot carry (non-ASCII) raises UnicodeEncodeError: a refused login, never a crash.
+IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError, ssl.SSLError, EOFError, UnicodeEncodeError)
 
 
 def _tls_context(cfg: ImapConfig) -> ssl.SSLContext:
@@ -98,6 +99,22 @@ class ImapSource:
         # Some servers (Dovecot) answer SEARCH from the session's last sync; NOOP syncs first.
         client.noop()
         return sorted(int(uid) for uid in client.search(["ALL"]))
+
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each message: known before any is downloaded, so memory stays bounded."""
+        found: dict[int, int] = {}
+        for start in range(0, len(uids), 500):
+            data = self._client().fetch(list(uids[start : start + 500]), ["RFC822.SIZE"])
+            found.update((int(uid), int(item[b"RFC822.SIZE"])) for uid, item in data.items() if b"RFC822.SIZE" in item)
+        return found
+
+    def fetch_header(self, uid: int) -> bytes | None:
+        """The header block of one message (with its ending blank line), without the body."""
+        data = self._client().fetch([uid], ["BODY.PEEK[HEADER]"])
+        item = data.get(uid)
+        if item is None or b"BODY[HEADER]" not in item:
+            return None
+        return bytes(item[b"BODY[HEADER]"])
 
     def fetch(self, uids: Sequence[int]) -> dict[int, bytes]:
         if not uids:

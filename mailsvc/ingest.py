@@ -7,8 +7,9 @@ store has committed them.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -37,8 +38,8 @@ from mailsvc.model import (
     ThreadMatch,
 )
 from mailsvc.outgoing import BuildResult, MailBuilder
-from mailsvc.parse import ParseLimits, parse_message
-from mailsvc.store import Applied, Store
+from mailsvc.parse import ParseLimits, content_hash, parse_message
+from mailsvc.store import STORE_ERRORS, Applied, Store
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
 from mailsvc.trust import TrustPolicy, token_from_recipients, verify_sender
@@ -171,6 +172,8 @@ class Pipeline:
                 actions = self.finish(decision.actions, status, decision.queue, now)
                 decision = Decision(decision.case_id, decision.queue, actions)
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
+        except STORE_ERRORS:
+            raise  # the store's state, not the message's: the batch is rolled back and tried again
         except Exception as exc:
             log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
             return self._quarantine(msg, ref, f"error: {type(exc).__name__}", now)
@@ -197,15 +200,48 @@ def log_applied(log: FilteringBoundLogger, applied: Applied) -> None:
         log.info(event, **{k: v for k, v in fields.items() if k != "case_id"})
 
 
-def _chunks(items: list[int], size: int) -> list[list[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+# A message whose processing was begun this often and never finished (it crashed or hung the
+# process) is stored raw and quarantined as `poison` instead of being processed again.
+POISON_ATTEMPTS = 3
+# Bytes fetched in one batch (besides imap.fetch_batch messages): memory is bounded per message.
+FETCH_BATCH_BYTES = 32 * 1024 * 1024
+# Tests only: a process that meets a message containing this text dies, as on a poison message.
+POISON_HOOK = "MAILSVC_TEST_POISON"
+
+
+def plan_batches(
+    uids: Sequence[int], sizes: Mapping[int, int], suspects: Collection[int], *, count: int, size: int, alone: int
+) -> list[list[int]]:
+    """UIDs in batches of at most `count` messages and `size` bytes. A suspect (an unfinished
+    attempt before) or a message over `alone` bytes goes in a batch of its own, so a crash is
+    counted against that message only."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        n = sizes.get(uid, 0)
+        if uid in suspects or n > alone:
+            batches += [batch, [uid]] if batch else [[uid]]
+            batch, total = [], 0
+            continue
+        if batch and (len(batch) >= count or total + n > size):
+            batches.append(batch)
+            batch, total = [], 0
+        batch.append(uid)
+        total += n
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], None] = lambda: None) -> PassResult:
     """File every message waiting in the watched folder, batch by batch.
 
-    Each batch is one transaction (a savepoint per message); `committed` is called
-    after each commit (to wake the sender) and only then are the server copies moved.
+    Sizes are fetched first: batches are bounded by bytes as well as count, and a message over
+    limits.max_message_bytes is never downloaded whole (its header block is stored, quarantined).
+    Each batch counts an attempt per message (committed first), then is one transaction (a savepoint
+    per message); `committed` is called after each commit (to wake the sender) and only then are the
+    server copies moved.
     """
     cfg = source.cfg
     store = pipeline.store
@@ -219,32 +255,84 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
     _move(source, [u for u, s in known.items() if s is MessageState.QUARANTINED], cfg.quarantine_folder, result)
     todo = [u for u in uids if u not in known]
     pipeline.build_pending()  # drafts a crash left between commit and build
-    for batch in _chunks(todo, cfg.fetch_batch):
-        raws = source.fetch(batch)
-        done: list[int] = []
-        bad: list[int] = []
-        with store.transaction():
-            for uid in batch:
-                raw = raws.get(uid)
-                if raw is None:  # expunged by someone else meanwhile
-                    continue
-                outcome, case_id = pipeline.handle(MailRef(source.mailbox, source.uidvalidity, uid), raw, source.queue)
-                if outcome is Outcome.QUARANTINED:
-                    bad.append(uid)
-                    result.quarantined += 1
-                else:
-                    done.append(uid)
-                    result.filed += outcome is Outcome.FILED
-                    result.duplicates += outcome is Outcome.DUPLICATE
-                    if case_id is not None:
-                        result.cases.add(case_id)
-                crashpoint.reached("ingest_between_messages")
+    if not todo:
+        return result
+    sizes = source.sizes(todo)
+    suspects = store.unfinished_attempts(source.mailbox, source.uidvalidity, todo)
+    limit = pipeline.limits.max_bytes
+    for batch in plan_batches(todo, sizes, suspects, count=cfg.fetch_batch, size=FETCH_BATCH_BYTES, alone=limit):
+        done, bad = _ingest_batch(source, pipeline, batch, sizes, result)
         crashpoint.reached("ingest_committed")
         pipeline.build_pending()
         committed()
         _move(source, done, cfg.processed_folder, result)
         _move(source, bad, cfg.quarantine_folder, result)
     return result
+
+
+def _ingest_batch(
+    source: ImapSource, pipeline: Pipeline, batch: list[int], sizes: Mapping[int, int], result: PassResult
+) -> tuple[list[int], list[int]]:
+    """One batch in one transaction; returns the UIDs filed (or duplicates) and those quarantined."""
+    store = pipeline.store
+    box, validity = source.mailbox, source.uidvalidity
+    before = store.begin_attempts(box, validity, batch, pipeline.clock().timestamp())
+    oversize = {uid for uid in batch if sizes.get(uid, 0) > pipeline.limits.max_bytes}
+    raws = source.fetch([uid for uid in batch if uid not in oversize])
+    for uid in oversize:
+        header = source.fetch_header(uid)
+        if header is not None:
+            raws[uid] = header
+    done: list[int] = []
+    bad: list[int] = []
+    with store.transaction():
+        for uid in batch:
+            raw = raws.pop(uid, None)
+            if raw is None:  # expunged by someone else meanwhile
+                continue
+            ref = MailRef(box, validity, uid)
+            if uid in oversize:
+                outcome = quarantine_unprocessed(pipeline, ref, raw, "too_large", size=sizes[uid])
+            elif before.get(uid, 0) >= POISON_ATTEMPTS:
+                outcome = quarantine_unprocessed(pipeline, ref, raw, "poison", attempts=before[uid])
+            else:
+                _poison_hook(raw)
+                outcome, case_id = pipeline.handle(ref, raw, source.queue)
+                if case_id is not None:
+                    result.cases.add(case_id)
+            if outcome is Outcome.QUARANTINED:
+                bad.append(uid)
+                result.quarantined += 1
+            else:
+                done.append(uid)
+                result.filed += outcome is Outcome.FILED
+                result.duplicates += outcome is Outcome.DUPLICATE
+            crashpoint.reached("ingest_between_messages")
+        store.end_attempts(box, validity, batch)
+    return done, bad
+
+
+def quarantine_unprocessed(pipeline: Pipeline, ref: MailRef, raw: bytes, reason: str, **fields: int) -> Outcome:
+    """Store `raw` as it is (a header block only, for a message too large to download) and quarantine it,
+    without parsing it further: parsing may be what crashed."""
+    data = bytes(raw)
+    header = parse_message(data, pipeline.limits) if reason == "too_large" else None
+    detail = ", ".join(f"{k} {v}" for k, v in fields.items())
+    msg = InboundMessage(
+        raw=data, content_hash=content_hash(data), message_id=header.message_id if header else None,
+        in_reply_to=(), references=(), from_=header.from_ if header else None, reply_to=(), to=(), cc=(),
+        subject=header.subject if header else "", date=header.date if header else None, text="", html=None,
+        attachments=(), headers={}, return_path=None, defects=(f"{reason}: {detail}",), quarantine_reason=reason,
+    )  # fmt: skip
+    pipeline.store.quarantine(msg, ref, f"{reason} ({detail})", pipeline.clock())
+    pipeline.log.warning("message_quarantined", uid=ref.uid, message_id=msg.message_id, reason=reason, **fields)
+    return Outcome.QUARANTINED
+
+
+def _poison_hook(raw: bytes) -> None:
+    marker = os.environ.get(POISON_HOOK)
+    if marker and marker.encode() in raw:
+        os._exit(70)
 
 
 def _move(source: ImapSource, uids: list[int], folder: str, result: PassResult) -> None:

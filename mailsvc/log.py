@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from mailsvc.scrub import scrub
 from mailsvc.trust import redact_tokens
 
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|credential", re.IGNORECASE)
@@ -29,6 +30,16 @@ def redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) 
     return event
 
 
+def scrub_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """No character of a configured secret in any field, tracebacks included (run after they are rendered)."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = scrub(value)
+        elif isinstance(value, list | tuple):
+            event[key] = [scrub(v) if isinstance(v, str) else v for v in value]
+    return event
+
+
 def configure(format: str = "auto", level: str = "info") -> None:
     use_json = format == "json" or (format == "auto" and not sys.stdout.isatty())
     renderer: structlog.typing.Processor = (
@@ -41,6 +52,7 @@ def configure(format: str = "auto", level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_secrets,
             structlog.processors.format_exc_info,
+            scrub_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),

@@ -6,6 +6,7 @@ enters them only as data and never reaches a header unsanitised.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +52,11 @@ def reply_subject(subject: str, tag: str, position: str, tags: re.Pattern[str] |
 
 
 class Templates:
-    """The templates of one queue, from the loader a shell gives (mailsvc.templatefiles reads them from disk)."""
+    """The templates of one queue, from the loader a shell gives (mailsvc.templatefiles reads them from disk).
+
+    Every template is read and compiled here, once: a file edited on disk changes outgoing mail only
+    when the daemon starts or reloads, after the same check (Jinja would otherwise reload it on use).
+    """
 
     def __init__(self, loader: jinja2.BaseLoader) -> None:
         self.env = SandboxedEnvironment(
@@ -59,7 +64,20 @@ class Templates:
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
             keep_trailing_newline=True,
+            auto_reload=False,
+            cache_size=-1,  # never evicted, so never read again
         )
+        self._load_all()
+
+    def _load_all(self) -> None:
+        try:
+            names = self.env.list_templates(filter_func=lambda name: name.endswith(".j2"))
+        except OSError:
+            return  # a missing folder is reported by the check; the defaults still load lazily
+        for name in names:
+            # A broken template is reported by the check that start-up and reload run first.
+            with contextlib.suppress(jinja2.TemplateError, OSError, UnicodeDecodeError):
+                self.env.get_template(name)
 
     def has(self, name: str) -> bool:
         try:

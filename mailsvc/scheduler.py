@@ -15,7 +15,7 @@ from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
 from mailsvc.parse import parse_message
-from mailsvc.store import Applied
+from mailsvc.store import STORE_ERRORS, Applied
 from mailsvc.timers import fire_timers
 
 
@@ -47,6 +47,8 @@ class Scheduler:
                     with self.store.transaction():
                         applied = self._fire(case_id, timers)
                         crashpoint.reached("timer_fired")
+                except STORE_ERRORS:
+                    raise  # the store's state, not the timer's: the caller backs off and tries again
                 except Exception as exc:  # a bug or a broken template must not stop every other case's timers
                     self._give_up(case_id, timers, f"{type(exc).__name__}: {exc}")
                     continue
@@ -58,6 +60,8 @@ class Scheduler:
                     outbox_ids = self._notice(
                         row["id"], row["case_id"], row["purpose"], row["rcpt_to"], row["last_error"]
                     )
+            except STORE_ERRORS:
+                raise
             except Exception as exc:
                 self.log.exception(
                     "send_failure_notice_failed", outbox_id=row["id"], error=f"{type(exc).__name__}: {exc}"

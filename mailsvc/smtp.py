@@ -1,16 +1,17 @@
 """The SMTP shell (sender): drains the outbox over one reused connection.
 
-Transient failures (4xx, timeouts, refused or dropped connections) are retried
-with capped exponential backoff and jitter until the mail is too old; 5xx fails
-at once. A mail keeps its Message-ID across attempts and is never dropped: its
-row stays in the outbox as sent or failed.
+What an error means is decided by the pure `delivery.next_step`: a failed session (connection, TLS,
+greeting, login, 421) holds the whole queue, with one connection attempt per retry; a refusal of a
+mail or its recipients fails that mail (5xx) or retries it with backoff (4xx) until it is too old.
+A mail keeps its Message-ID across attempts and is never dropped: its row stays in the outbox as
+sent or failed. A mail the server accepted is kept in memory until the store has recorded it as
+sent, so a store fault never makes it go out twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import random
 import ssl
 import time
 from collections.abc import Callable
@@ -19,33 +20,28 @@ import aiosmtplib
 from aiosmtplib import SMTPResponse
 
 from mailsvc import crashpoint
+from mailsvc.backoff import Backoff, backoff_delay
 from mailsvc.config import SmtpConfig, TlsMode
-from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
+from mailsvc.delivery import Failure, Stage, Step, next_step
+from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope
 from mailsvc.errors import TlsError
 from mailsvc.log import get_logger
-from mailsvc.store import OutboxMail, Store
+from mailsvc.scrub import scrub
+from mailsvc.status import ServiceStatus, StoreFaults
+from mailsvc.store import STORE_ERRORS, OutboxMail, Store
 
 Clock = Callable[[], float]
-
-
-def retry_delay(attempts: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Capped exponential backoff with jitter: spread retries so a recovered server is not stormed."""
-    ceiling: float = min(cap, base * 2 ** max(0, attempts))
-    return ceiling * (0.5 + rand() / 2)
-
-
-def is_permanent(exc: BaseException) -> bool:
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return all(r.code >= 500 for r in exc.recipients)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return exc.code >= 500
-    return False
+# The sender looks for mail put back by `mailsvc outbox retry` at least this often (seconds).
+SENDER_MAX_SLEEP = 30.0
+SMTP_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"{exc.code} {exc.message}"
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -63,6 +59,8 @@ async def send_with_envelope(smtp: aiosmtplib.SMTP, mail: OutboxMail) -> tuple[d
     except CannotExpress as exc:
         raise aiosmtplib.SMTPResponseException(NOT_EXPRESSIBLE_CODE, f"5.6.7 {exc}") from exc
     return await smtp.sendmail(env.mail_from, list(env.rcpt_to), mail.raw, mail_options=env.mail_options)
+
+
 async def _authenticate(smtp: aiosmtplib.SMTP, credential: Credential) -> None:
     if credential.kind == "oauth2":
         await smtp.auth_xoauth2(credential.user, credential.secret)
@@ -87,16 +85,44 @@ async def smtp_login(smtp: aiosmtplib.SMTP, credentials: CredentialProvider) -> 
         await _authenticate(smtp, renewed)
 
 
+def session_failure(exc: BaseException) -> Failure:
+    """A failure to open a session: connect, TLS, greeting, EHLO or login."""
+    stage = Stage.LOGIN if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else Stage.CONNECT
+    code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
+    return Failure(stage, code, _describe(exc))
+
+
+def mail_failure(exc: BaseException, reused: bool) -> Failure:
+    """A failure inside one mail's transaction (MAIL FROM, RCPT TO, DATA)."""
+    code: int | None = None
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        code = exc.code
+    elif isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        code = min(r.code for r in exc.recipients)  # permanent only when every recipient is refused for good
+    return Failure(Stage.MAIL, code, _describe(exc), reused)
+
+
 class Sender:
     def __init__(
-        self, cfg: SmtpConfig, credentials: CredentialProvider | str, store: Store, clock: Clock = time.time
+        self,
+        cfg: SmtpConfig,
+        credentials: CredentialProvider | str,
+        store: Store,
+        clock: Clock = time.time,
+        status: ServiceStatus | None = None,
     ) -> None:
         self.cfg = cfg
         self.credentials = as_provider(cfg.user, credentials)
         self.store = store
         self.clock = clock
+        self.status = status or ServiceStatus()
         self.log = get_logger(component="sender")
         self._smtp: aiosmtplib.SMTP | None = None
+        self._session = Backoff(cfg.retry_base, cfg.retry_cap)
+        self._store = StoreFaults("sender", self.status)
+        self.held_until: float | None = None  # the server is unavailable: no attempt before this
+        self.store_retry_at: float | None = None  # the store failed: no work before this
+        self._unrecorded: dict[int, tuple[OutboxMail, float]] = {}  # accepted, not yet recorded as sent
 
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
@@ -136,71 +162,165 @@ class Sender:
         self._smtp = None
 
     async def send_one(self, mail: OutboxMail) -> bool:
-        """One attempt; records the outcome in the store. True when the server took it."""
-        log = self.log.bind(case_id=mail.case_id, message_id=mail.message_id, purpose=mail.purpose)
-        try:
+        """One mail, with one fresh try when a kept connection was closed. True when the server took it.
+
+        Raises nothing for SMTP faults; a store fault while recording the outcome is logged and retried."""
+        for _ in range(2):
+            reused = self._smtp is not None and self._smtp.is_connected
             try:
-                reused = self._smtp is not None and self._smtp.is_connected
                 smtp = await self._connection()
+            except SMTP_ERRORS as exc:
+                self._drop_connection()
+                self._hold(session_failure(exc))
+                return False
+            self._server_back()
+            try:
                 refused, _ = await send_with_envelope(smtp, mail)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
-                if not reused:
-                    raise
-                # The server closed an idle connection we kept: one fresh try before deferring.
-                self._smtp = None
-                smtp = await self._connection()
-                refused, _ = await send_with_envelope(smtp, mail)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return self._failed(mail, exc)
-        crashpoint.reached("smtp_accepted")
-        self.store.mark_sent(mail.id, self.clock())
+            except SMTP_ERRORS as exc:
+                failure = mail_failure(exc, reused)
+                if failure.code is None or failure.code == 421:
+                    self._drop_connection()  # gone or going: open a new one next time
+                decision = next_step(
+                    failure, attempts=mail.attempts, age=self.clock() - mail.created_at,
+                    max_age=self.cfg.max_attempts_age,
+                )  # fmt: skip
+                if decision.step is Step.SEND and reused:
+                    continue
+                if decision.step is Step.HOLD:
+                    self._hold(failure)
+                    return False
+                self._failed(mail, failure, decision.step, decision.why)
+                return False
+            crashpoint.reached("smtp_accepted")
+            self._accepted(mail, refused)
+            return True
+        return False
+
+    def _drop_connection(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+        self._smtp = None
+
+    def _hold(self, failure: Failure) -> None:
+        """The server cannot take mail now: every mail waits until the next connection attempt."""
+        delay = self._session.next()
+        self.held_until = self.clock() + delay
+        self.log.warning(
+            "smtp_unavailable", stage=failure.stage.value, error=scrub(failure.reason), host=self.cfg.host,
+            retry_in_s=round(delay, 1), failures=self._session.failures,
+        )  # fmt: skip
+        self.status.fault("smtp", f"SMTP unavailable ({failure.stage.value}: {scrub(failure.reason)[:120]}), "
+                                  f"mail held, retrying in {delay:.0f}s")  # fmt: skip
+
+    def _server_back(self) -> None:
+        if self._session.failing:
+            self.log.info("smtp_available", host=self.cfg.host, failures=self._session.failures)
+            self._session.reset()
+            self.status.clear("smtp")
+        self.held_until = None
+
+    def _accepted(self, mail: OutboxMail, refused: dict[str, aiosmtplib.SMTPResponse]) -> None:
+        log = self.log.bind(case_id=mail.case_id, message_id=mail.message_id, purpose=mail.purpose)
         for address, response in refused.items():
             log.warning("mail_recipient_refused", recipient=address, error=f"{response.code} {response.message}")
         log.info("mail_sent", rcpt=list(mail.rcpt_to), attempts=mail.attempts + 1)
+        self._unrecorded[mail.id] = (mail, self.clock())
+        self._record_sent()
+
+    def _record_sent(self) -> bool:
+        """Record every accepted mail as sent; False (logged) while the store fails."""
+        for outbox_id, (mail, at) in list(self._unrecorded.items()):
+            try:
+                self.store.mark_sent(outbox_id, at)
+            except STORE_ERRORS as exc:
+                self._store_failed(exc, unrecorded=len(self._unrecorded))
+                return False
+            del self._unrecorded[outbox_id]
+            if self._store.backoff.failing:
+                self.log.info("mail_sent_recorded", case_id=mail.case_id, message_id=mail.message_id)
+        self._store_back()
         return True
 
-    def _failed(self, mail: OutboxMail, exc: BaseException) -> bool:
-        error = _describe(exc)
-        if not isinstance(exc, aiosmtplib.SMTPResponseException) or exc.code in (421,):
-            self._smtp = None  # the connection is gone or going: open a new one next time
+    def _store_failed(self, exc: BaseException, **fields: object) -> None:
+        self.store_retry_at = self.clock() + self._store.failed(exc, **fields)
+
+    def _store_back(self) -> None:
+        self._store.recovered()
+        self.store_retry_at = None
+
+    def _failed(self, mail: OutboxMail, failure: Failure, step: Step, why: str) -> None:
+        """Record a mail's own failure: for good (FAIL) or to retry later (RETRY)."""
+        log = self.log.bind(case_id=mail.case_id, message_id=mail.message_id)
         now = self.clock()
-        too_old = now - mail.created_at > self.cfg.max_attempts_age
-        if is_permanent(exc) or too_old:
-            self.store.mark_failed(mail.id, error)
-            self.log.error(
-                "mail_failed", case_id=mail.case_id, message_id=mail.message_id, error=error,
-                attempts=mail.attempts + 1, reason="permanent" if is_permanent(exc) else "too_old",
-            )  # fmt: skip
-            return False
-        delay = retry_delay(mail.attempts, self.cfg.retry_base, self.cfg.retry_cap)
-        self.store.mark_retry(mail.id, error, now + delay)
-        self.log.warning(
-            "mail_deferred", case_id=mail.case_id, message_id=mail.message_id, error=error,
-            attempts=mail.attempts + 1, retry_in_s=round(delay, 1),
-        )  # fmt: skip
-        return False
+        try:
+            if step is Step.FAIL:
+                self.store.mark_failed(mail.id, failure.reason)
+            else:
+                delay = backoff_delay(mail.attempts, self.cfg.retry_base, self.cfg.retry_cap)
+                self.store.mark_retry(mail.id, failure.reason, now + delay)
+        except STORE_ERRORS as exc:
+            self._store_failed(exc, message_id=mail.message_id)  # it stays queued: tried again later
+            return
+        if step is Step.FAIL:
+            log.error("mail_failed", error=failure.reason, attempts=mail.attempts + 1, reason=why)
+        else:
+            log.warning("mail_deferred", error=failure.reason, attempts=mail.attempts + 1, retry_in_s=round(delay, 1))
+
+    def _waiting(self) -> bool:
+        now = self.clock()
+        return (self.held_until is not None and now < self.held_until) or (
+            self.store_retry_at is not None and now < self.store_retry_at
+        )
 
     async def drain(self) -> int:
-        """Send everything due now; returns how many were accepted."""
+        """Send everything due now; returns how many were accepted. Stops early while the server is
+        unavailable (held) or the store fails (nothing is sent that could not be recorded)."""
         sent = 0
         attempted: set[int] = set()
-        while True:
-            due = [m for m in self.store.due_mail(self.clock()) if m.id not in attempted]
+        while not self._waiting():
+            if self._unrecorded and not self._record_sent():
+                return sent
+            try:
+                due = [m for m in self.store.due_mail(self.clock()) if m.id not in attempted]
+            except STORE_ERRORS as exc:
+                self._store_failed(exc)
+                return sent
             if not due:
                 return sent
             for mail in due:
                 attempted.add(mail.id)
                 sent += await self.send_one(mail)
+                if self._waiting():
+                    break
+        return sent
+
+    def next_wake(self) -> float | None:
+        """When the sender has something to do next (clock time), or None until woken."""
+        if self.store_retry_at is not None:
+            return self.store_retry_at
+        try:
+            next_due = self.store.next_due_at()
+        except STORE_ERRORS as exc:
+            self._store_failed(exc)
+            return self.store_retry_at
+        if next_due is not None and self.held_until is not None:
+            return max(next_due, self.held_until)
+        return next_due
 
     async def run(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """Drain whenever woken (new mail committed) or a retry falls due, until `stop`."""
         while not stop.is_set():
             wake.clear()
             await self.drain()
-            next_due = self.store.next_due_at()
-            timeout = None if next_due is None else max(0.0, next_due - self.clock())
+            next_at = self.next_wake()
+            # Looks again at least every SENDER_MAX_SLEEP: `mailsvc outbox retry` writes to the store only.
+            timeout = SENDER_MAX_SLEEP if next_at is None else min(SENDER_MAX_SLEEP, max(0.0, next_at - self.clock()))
             waiters = {asyncio.create_task(wake.wait()), asyncio.create_task(stop.wait())}
             _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
         await self.close()
+        if self._unrecorded:
+            self.log.error(
+                "mail_sent_unrecorded", message_ids=[m.message_id for m, _ in self._unrecorded.values()],
+            )  # fmt: skip

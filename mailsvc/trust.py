@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mailsvc.authres import AuthResult, AuthResults, parse_authentication_results
+from mailsvc.mime import read_header_block
 from mailsvc.model import InboundMessage
+
+# How much of a header block trust reads for the order of its trace fields.
+_MAX_FIELDS = 1000
+_HEADER_SCAN = 256 * 1024
+_VALUE_MAX = 8192
 
 # 16 hex digits (64 bits) of HMAC-SHA256 keep the address short enough for every mail client
 # and are still far beyond guessing by mail; leading zeros are refused so each case has one token.
@@ -48,21 +54,45 @@ class TrustVerdict:
         return self.staff and self.verified
 
 
-def trusted_results(msg: InboundMessage, policy: TrustPolicy) -> tuple[AuthResults, ...]:
-    """The topmost run of Authentication-Results headers written by a trusted server.
+def trace_fields(msg: InboundMessage) -> tuple[tuple[str, str], ...]:
+    """The top-level header fields of the raw mail, in order (the parsed mapping keeps no order across names)."""
+    return read_header_block(msg.raw, _MAX_FIELDS, _HEADER_SCAN, _VALUE_MAX).fields
 
-    Headers are listed topmost first, i.e. newest first. Anyone can write a header that names
-    our server; ours sit above whatever the sender wrote, so the run stops at the first header
-    below it that is not ours. The MTA should also remove forged ones (RFC 8601 section 5).
+
+def trusted_results(msg: InboundMessage, policy: TrustPolicy) -> tuple[AuthResults, ...]:
+    """The Authentication-Results our receiving server added: the topmost, contiguous ones.
+
+    Headers are read topmost (newest) first. Anyone can write a header that names our server, but
+    ours sit above whatever the sender or another server wrote. So the run is the first block of
+    adjacent Authentication-Results with a trusted authserv-id, and it is taken only if no other
+    server's Authentication-Results lies above it; it ends at the first other header (a Received is
+    the next hop down). Nothing below it counts, and nothing below our receiving server's own
+    Received header (its `by` host is a trusted authserv-id) when no verdict of ours sits above it.
+    Headers above it (Return-Path, Delivered-To, the delivery agent's Received) were added on our
+    side after the verdict. The MTA should also remove forged ones (RFC 8601 section 5).
     """
     run: list[AuthResults] = []
-    for value in msg.header_all("authentication-results"):
-        parsed = parse_authentication_results(value)
+    for name, value in trace_fields(msg):
+        kind = name.lower()
+        parsed = parse_authentication_results(value) if kind == "authentication-results" else None
         if parsed is not None and parsed.authserv_id.lower() in policy.trusted_authserv_ids:
             run.append(parsed)
-        elif run:
+        elif run or kind == "authentication-results":
+            # The end of our block, or another server's verdict above any of ours: nothing lower counts.
+            break
+        elif kind == "received" and _received_by(value) in policy.trusted_authserv_ids:
+            # Our receiving server's own hop, and no verdict of ours above it: what lies below came with the mail.
             break
     return tuple(run)
+
+
+_BY_HOST = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
+
+
+def _received_by(value: str) -> str:
+    """The host that wrote a Received header (its `by` clause), lower case; '' when it names none."""
+    found = _BY_HOST.search(value)
+    return found.group(1).rstrip(".").lower() if found else ""
 
 
 def decisive(run: tuple[AuthResults, ...], method: str) -> tuple[str, tuple[AuthResult, ...]]:

@@ -6,14 +6,15 @@ recording its IMAP position, so a message's whole effect is there or not at all.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailsvc.errors import StoreError
+from mailsvc.errors import StoreError, StoreUnavailable
 from mailsvc.guard import AUTOMATIC_PURPOSES
 from mailsvc.model import (
     Action,
@@ -49,7 +50,49 @@ from mailsvc.model import (
     TimerState,
 )
 from mailsvc.store.drafts import DraftQueries
-from mailsvc.store.migrate import migrate
+from mailsvc.store.migrate import latest_version, migrate
+from mailsvc.store.operations import OperationsQueries, OutboxEntry
+
+# What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
+# I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.
+__all__ = ["STORE_ERRORS", "Applied", "OutboxEntry", "OutboxMail", "Store", "store_path_problem"]
+
+STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def store_path_problem(path: Path) -> str | None:
+    """Why the store at `path` cannot be opened or created, or None; changes nothing on disk.
+
+    An existing file must be an SQLite database this mailsvc can migrate, readable and writable; a
+    new one needs a folder it can create and write in."""
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"cannot open {path}: permission denied"
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return f"cannot open {path}: {exc}"
+        if version > latest_version():
+            return f"the store's schema is version {version}, newer than this mailsvc knows ({latest_version()})"
+        return None
+    folder = path.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {path}: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create {path}: {folder} is not writable"
+    return None
+
 
 # The draft of the mail a QueueMail action asks for, once the case exists (built after the commit).
 Compose = Callable[[QueueMail, Case, InboundMessage], Sequence[MailDraft]]
@@ -107,25 +150,33 @@ def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
     )
 
 
-class Store(DraftQueries):
+class Store(DraftQueries, OperationsQueries):
     """One SQLite connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+        """`busy_timeout`: how long a write waits for another connection's transaction before it fails."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the store {path}: {exc}") from exc
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit is on disk before the server copy of the message is moved.
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA foreign_keys = ON")
-        migrate(db)
+            raise StoreUnavailable(f"cannot open the store {path}: {exc}") from exc
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before the server copy of the message is moved.
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreUnavailable(f"cannot open the store {path}: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
         return cls(db)
 
     def close(self) -> None:
@@ -136,10 +187,14 @@ class Store(DraftQueries):
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # A failed COMMIT (disk full, busy) may leave the transaction open: end it, or every later
+            # BEGIN on this connection would fail too.
+            if self.db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -148,8 +203,12 @@ class Store(DraftQueries):
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK TO step")
-            self.db.execute("RELEASE step")
+            # SQLite may have rolled back the whole transaction already (disk full): then there is no
+            # savepoint left, and the error that caused it is the one to report.
+            if self.db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK TO step")
+                    self.db.execute("RELEASE step")
             raise
         self.db.execute("RELEASE step")
 
@@ -543,7 +602,9 @@ class Store(DraftQueries):
 
     def due_mail(self, now: float, limit: int = 100) -> list[OutboxMail]:
         rows = self.db.execute(
-            "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, created_at "
+            # An operator's retry starts the mail's age (smtp.max_attempts_age) afresh.
+            "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, "
+            "max(created_at, coalesce(retried_at, 0)) AS created_at "
             "FROM outbox WHERE state = 'queued' AND draft IS NULL AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),

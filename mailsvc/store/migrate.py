@@ -42,7 +42,10 @@ def migrate(db: sqlite3.Connection) -> list[int]:
         try:
             db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;")
         except sqlite3.Error as exc:
-            db.rollback()
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+                continue  # another connection (a component starting at the same time) applied it first
             raise StoreError(f"migration {version} failed: {exc}") from exc
         applied.append(version)
     return applied

@@ -11,13 +11,14 @@ import socket
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailsvc.testing.tls import ServerCert
 
@@ -61,6 +62,7 @@ class SmtpCapture:
         smtputf8: bool = False,
         tls: ServerCert | None = None,
         implicit_tls: bool = False,
+        logins: dict[str, str] | None = None,
     ) -> None:
         self.on_message = on_message
         self.ready_timeout = ready_timeout
@@ -68,6 +70,9 @@ class SmtpCapture:
         # With `tls`: STARTTLS offered, or TLS from the first byte with implicit_tls.
         self.tls = tls
         self.implicit_tls = implicit_tls
+        # With `logins` (user -> password, changeable while running), AUTH is required: 535 for a wrong one.
+        self.logins = logins
+        self.login_attempts: list[tuple[str, bool]] = []
         self.port = 0
         self._controller: Controller | None = None
         self._cond = threading.Condition()
@@ -158,6 +163,17 @@ class SmtpCapture:
         with self._cond:
             self._connections += 1
 
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if not isinstance(data, LoginPassword) or self.logins is None:
+            return AuthResult(success=False, handled=False)
+        user, password = data.login.decode(errors="replace"), data.password.decode(errors="replace")
+        ok = self.logins.get(user) == password
+        with self._cond:
+            self.login_attempts.append((user, ok))
+        return AuthResult(success=ok, handled=False)
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._cond:
             fault = self._faults.popleft() if self._faults else None
@@ -217,6 +233,10 @@ class _Controller(Controller):
             context = _server_context(capture.tls)
             tls = {"ssl_context": context} if capture.implicit_tls else {"tls_context": context}
         # server_hostname avoids socket.getfqdn(), which can stall on a resolver that is slow or absent.
+        auth: dict[str, Any] = {}
+        if capture.logins is not None:
+            # Loopback only, so plain AUTH without TLS is allowed here.
+            auth = {"auth_required": True, "auth_require_tls": False, "authenticator": capture._authenticate}
         super().__init__(
             capture,
             hostname=HOST,
@@ -225,11 +245,14 @@ class _Controller(Controller):
             server_hostname="smtp-capture.localhost",
             enable_SMTPUTF8=capture.smtputf8,
             **tls,
+            **auth,
         )
         self._capture = capture
 
     def factory(self) -> SMTP:
-        return _Session(self._capture, self.handler, **self.SMTP_kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")  # loopback only
+            return _Session(self._capture, self.handler, **self.SMTP_kwargs)
 
 
 def _free_port() -> int:

@@ -17,6 +17,7 @@ from mailsvc.ingest import Outcome, Pipeline
 from mailsvc.model import MailRef
 from mailsvc.store import Store
 from mailsvc.testing.sandbox import HELP_ADDRESS, mail, sandbox_config, write_config
+from mailsvc.trust import sign_token
 
 
 def mailsvc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -148,3 +149,15 @@ def test_requester_text_shows_literally_in_a_preview(config_file: Path, cli: Cal
     assert notify.returncode == 0, notify.stderr
     assert "Please print {{ 7*7 }} copies {% for x in [1] %}now{% endfor %}" in notify.stdout
     assert "print 49" not in notify.stdout
+
+
+def test_preview_masks_the_reply_token_signature(tmp_path: Path, config_file: Path, cli: Callable[..., Run]) -> None:
+    raw = load_config(config_file).model_dump(mode="json", exclude_none=True)
+    raw["imap"]["password"] = raw["smtp"]["password"] = "secret"
+    raw["trust"] = {"token_key": "k" * 32}
+    path = write_config(tmp_path / "with-key.yaml", raw)
+    case_id = file_request(path, mail(message_id="<token-1@example.net>"))
+    preview = cli("templates", "preview", "notify", "--case", str(case_id), "-c", str(path))
+    assert preview.returncode == 0, preview.stderr
+    assert f"Reply-To: help+c{case_id}-[redacted]@example.org" in preview.stdout
+    assert sign_token(case_id, b"k" * 32) not in preview.stdout

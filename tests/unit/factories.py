@@ -30,6 +30,10 @@ def message(**fields: Any) -> InboundMessage:
         "headers": headers,
         "return_path": "alice@example.net",
     }
+    if "raw" not in fields and headers:
+        # Trust reads the order of the header fields from the raw mail.
+        lines = [f"{name}: {value}" for name, values in headers.items() for value in values]
+        base["raw"] = ("\r\n".join(lines) + "\r\n\r\n").encode()
     base.update(fields)
     return InboundMessage(**base)
 

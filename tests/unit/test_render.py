@@ -210,3 +210,23 @@ def test_staff_mail_carries_one_tag_too() -> None:
     action = QueueMail("notify", "notify", (Address("bob@example.org"),), text="x")
     _, mail = render(action=action, case=case(subject="Docking station [Help #15]"))
     assert mail["Subject"] == "[Help #42] (open) Docking station"
+
+
+def test_templates_are_read_once_and_an_edit_on_disk_waits_for_a_reload(tmp_path: Path) -> None:
+    (tmp_path / "ack.txt.j2").write_text("Version one for {{ case.id }}\n")
+    templates = load_templates([tmp_path])
+    (tmp_path / "ack.txt.j2").write_text("Version two {{ case.id }\n")  # edited, and broken
+    (tmp_path / "reminder.txt.j2").write_text("A new reminder\n")  # shadows the default from now on
+    assert templates.render("ack.txt.j2", {"case": {"id": 7}}) == "Version one for 7\n"
+    assert "A new reminder" not in templates.render("reminder.txt.j2", dict(REMINDER))
+    reloaded = load_templates([tmp_path])
+    assert reloaded.render("reminder.txt.j2", {}) == "A new reminder\n"
+    with pytest.raises(TemplateError):
+        reloaded.render("ack.txt.j2", {"case": {"id": 7}})
+
+
+REMINDER = {
+    "requester": {"name": "Alice", "address": "alice@example.net"},
+    "case": {"tag": "[Help #7]", "subject": "Printer"},
+    "queue": {"display_name": "Help"},
+}

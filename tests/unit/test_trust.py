@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from mailsvc.config import TrustConfig
 from mailsvc.log import redact_secrets
 from mailsvc.model import Address
+from mailsvc.parse import parse_message
 from mailsvc.trust import (
     TrustPolicy,
     aligned,
@@ -170,8 +171,45 @@ def test_forged_header_below_ours_is_ignored() -> None:
     assert not judge("mx.example.org; spf=fail", "mx.evil.example; none", theirs)[1]
 
 
-def test_untrusted_header_above_ours_is_skipped() -> None:
-    assert judge("spamfilter.local; x-spam=clean", "mx.example.org; dkim=pass header.d=example.org")[1]
+def test_another_servers_header_above_ours_ends_the_search() -> None:
+    # Our receiving server's verdict is the topmost one; a trusted id below another server's header was
+    # written before our server saw the mail (a server that adds its own must be in authserv_ids).
+    assert not judge("spamfilter.local; x-spam=clean", "mx.example.org; dkim=pass header.d=example.org")[1]
+
+
+def layout(*fields: str) -> bool:
+    """Whether a staff mail with these header fields, topmost first, is verified."""
+    raw = ("\r\n".join([*fields, "From: Bob Staff <bob@example.org>", "Subject: x"]) + "\r\n\r\nbody\r\n").encode()
+    msg = parse_message(raw)
+    return verify_sender(msg, POLICY).verified
+
+
+OUR_HOP = "Received: from mail.example.net (mail.example.net [192.0.2.7]) by mx.example.org with ESMTPS id 4F1"
+THEIR_HOP = "Received: from laptop (unknown [198.51.100.2]) by mail.example.net with ESMTPSA id 77A"
+DELIVERY = "Received: from mx.example.org by imap.example.org with LMTP id abc"
+FORGED = "Authentication-Results: mx.example.org; dkim=pass header.d=example.org; dmarc=pass header.from=example.org"
+
+
+def test_genuine_verdict_under_the_delivery_agents_headers_is_trusted() -> None:
+    ours = "Authentication-Results: mx.example.org; dkim=pass header.d=example.org"
+    assert layout("Return-Path: <bob@example.org>", "Delivered-To: help@example.org", DELIVERY, ours, OUR_HOP)
+
+
+def test_forged_verdict_below_another_servers_received_header_is_ignored() -> None:
+    # Our server wrote no verdict; the sender put one naming our server below the hops.
+    assert not layout(DELIVERY, OUR_HOP, THEIR_HOP, FORGED)
+    assert not layout(DELIVERY, OUR_HOP, FORGED, THEIR_HOP)
+
+
+def test_forged_verdict_below_another_servers_authentication_results_is_ignored() -> None:
+    other = "Authentication-Results: mail.example.net; dkim=pass header.d=example.org"
+    assert not layout(DELIVERY, other, FORGED, OUR_HOP)
+
+
+def test_no_fall_back_to_an_older_verdict_when_ours_has_no_dkim_result() -> None:
+    ours = "Authentication-Results: mx.example.org; spf=fail smtp.mailfrom=evil.example"
+    assert not layout(DELIVERY, ours, OUR_HOP, FORGED, THEIR_HOP)
+    assert not layout(ours, OUR_HOP, THEIR_HOP, FORGED)
 
 
 def test_several_headers_of_ours_each_answer_for_their_method() -> None:
