@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 from enum import StrEnum
+from functools import partial
 
 from structlog.typing import FilteringBoundLogger
 
@@ -20,6 +21,7 @@ from mailsvc.bounce import detect_bounce
 from mailsvc.classify import ClassifyContext, classify, is_automatic
 from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide
+from mailsvc.expect import TeamFigures
 from mailsvc.guard import MailFacts, automatic_recipients, guard_automatic
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
@@ -43,6 +45,7 @@ from mailsvc.model import (
 from mailsvc.parse import ParseLimits, parse_message
 from mailsvc.render import compose
 from mailsvc.store import Applied, Store
+from mailsvc.store.figures import first_responses
 from mailsvc.templatecheck import queue_templates, queue_view
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
@@ -104,6 +107,7 @@ class Pipeline:
             for name, q in config.queues.items()
         }
         self.views = {name: queue_view(config, name) for name in config.queues}
+        self.team = TeamFigures(partial(first_responses, store), {n: p.hours for n, p in self.timer_policies.items()})
         self.queue_addresses = {name: q.address for name, q in config.queues.items()}
         self.token_key = config.trust.key()
         self.trust = TrustPolicy(
@@ -116,7 +120,7 @@ class Pipeline:
         self.log = get_logger(component="ingest")
 
     def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> OutgoingMail:
-        view = self.views[case.queue]
+        view = replace(self.views[case.queue], team=self.team.view(case.queue, self.clock()))
         reply_to = None
         if action.purpose in STAFF_PURPOSES and self.token_key:
             reply_to = reply_address(view.address, case.id, self.token_key)

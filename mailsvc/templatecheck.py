@@ -20,6 +20,7 @@ import jinja2
 from jinja2 import meta, nodes
 
 from mailsvc.config import Config
+from mailsvc.expect import TeamView
 from mailsvc.model import STAFF_PURPOSES, Address, Attachment, Case, CaseStatus, InboundMessage, QueueMail
 from mailsvc.render import QueueView, Templates, compose, template_context
 from mailsvc.strip import strip_reply
@@ -156,7 +157,11 @@ _SAMPLE_MESSAGE = InboundMessage(
     date=_SAMPLE_TIME, text="It jams on every page.", html=None,
     attachments=(Attachment("jam.jpg", "image/jpeg", 4, b"\xff\xd8\xff\xe0"),), headers={}, return_path=_REQUESTER.addr,
 )  # fmt: skip
-_SAMPLE_QUEUE = QueueView("help", "help@example.org", "Example Help Desk", "[Help #{id}]", "end")
+# Outside working hours, with a typical answer time: every `team` variable has a value to check against.
+_SAMPLE_TEAM = TeamView(
+    datetime(2026, 1, 10, 10, tzinfo=UTC), False, datetime(2026, 1, 12, 8, tzinfo=UTC), "Europe/Berlin", 2 * 3600.0
+)
+_SAMPLE_QUEUE = QueueView("help", "help@example.org", "Example Help Desk", "[Help #{id}]", "end", _SAMPLE_TEAM)
 
 
 def sample_context(purpose: str) -> dict[str, Any]:
