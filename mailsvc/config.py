@@ -367,6 +367,23 @@ class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class MetricsConfig(_Strict):
+    """Prometheus metrics served by the daemon; loopback only, as the endpoint has no authentication."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_listener(cls, value: str) -> str:
+        host, colon, port = value.rpartition(":")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not colon or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:9464 or [::1]:9464")
+        if not is_loopback(bare) or bare == "localhost":
+            raise ValueError(f"{bare!r} is not a loopback address (127.0.0.1 or [::1]): the metrics have no login")
+        return value
+
+
 class Config(_Strict):
     imap: ImapConfig
     smtp: SmtpConfig
@@ -378,6 +395,7 @@ class Config(_Strict):
     auto_mail: AutoMailConfig = AutoMailConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
+    metrics: MetricsConfig | None = None
 
     @field_validator("queues")
     @classmethod

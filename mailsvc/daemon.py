@@ -20,20 +20,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mailsvc import metrics
 from mailsvc.config import Config, MailboxSpec, load_config
 from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.log import get_logger
+from mailsvc.metrics import serve_metrics
 from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
+from mailsvc.statusline import status_line
 from mailsvc.store import Store
+from mailsvc.store.figures import last_mail_at, store_gauges
 from mailsvc.templatecheck import check_config_templates
 
 log = get_logger(component="daemon")
 
 # The scheduler looks at least this often (seconds) for failed mail to report.
 SCHEDULER_MAX_SLEEP = 30.0
+# How often the STATUS= line is brought up to date (seconds).
+STATUS_INTERVAL = 5.0
 
 
 def sd_notify(message: str) -> None:
@@ -153,6 +159,7 @@ def watch_mailbox(
             log.info("imap_connected", host=spec.imap.host, folder=source.mailbox, uidvalidity=source.uidvalidity,
                      idle="IDLE" in source.capabilities and spec.imap.idle, queue=spec.queue)  # fmt: skip
             ready.connected(source.mailbox)
+            metrics.imap_connected(source.mailbox, idle="IDLE" in source.capabilities and spec.imap.idle)
             while not stop.is_set():
                 result = ingest_pass(source, pipeline, committed)
                 # Only a whole pass proves the server works: one that takes logins and fails
@@ -168,12 +175,14 @@ def watch_mailbox(
                 source.wait_for_mail(stop)
         except IMAP_ERRORS as exc:
             delay = backoff.next()
+            metrics.imap_disconnected(spec.key)
             log.warning("imap_disconnected", folder=spec.key, error=f"{type(exc).__name__}: {exc}",
                         retry_in_s=round(delay, 1))  # fmt: skip
             sd_notify(f"STATUS=IMAP unavailable ({spec.key}), retrying in {delay:.0f}s")
             stop.wait(delay)
         finally:
             source.close()
+    metrics.imap_disconnected(spec.key)
     store.close()
 
 
@@ -187,6 +196,7 @@ def watch_timers(config: Config, stop: threading.Event, wake: threading.Event, s
             result = scheduler.tick()
         except sqlite3.OperationalError as exc:  # e.g. the store is busy beyond the timeout
             log.warning("scheduler_deferred", error=str(exc))
+            metrics.STORE_ERRORS.labels("scheduler").inc()
             stop.wait(5.0)
             continue
         if result.mails:
@@ -281,11 +291,13 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> i
     loop.add_signal_handler(signal.SIGHUP, reloading.set)
 
     ready = _Ready()
+    exporter = serve_metrics(config.metrics.listen if config.metrics else None, config.store.path)
     current = Generation(config, ready)
     current.start()
     log.info("daemon_started", pid=os.getpid(), queues=list(config.queues), folders=[m.key for m in config.mailboxes()])
     interval = watchdog_interval()
     watchdog = asyncio.create_task(_watchdog(interval, lambda: current)) if interval else None
+    status = asyncio.create_task(_status_updates(lambda: current)) if os.environ.get("NOTIFY_SOCKET") else None
     while True:
         waiters = {
             asyncio.create_task(stopping.wait()),
@@ -311,8 +323,39 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> i
     crashed = await current.stop()
     if watchdog is not None:
         watchdog.cancel()
+    if status is not None:
+        status.cancel()
+    if exporter is not None:
+        exporter.stop()
     log.info("daemon_stopped")
     return 1 if failed or crashed else 0
+
+
+def normal_status(config: Config) -> str | None:
+    """The normal STATUS= line, or None while a watched mailbox is not connected (its fault line stays)."""
+    keys = [m.key for m in config.mailboxes()]
+    if not set(keys) <= metrics.connected_mailboxes():
+        return None
+    store = Store.open(config.store.path)
+    try:
+        queued = store_gauges(store, time.time()).queued
+        last = last_mail_at(store)
+    finally:
+        store.close()
+    return status_line(len(keys), queued, last, time.time())
+
+
+async def _status_updates(generation: Callable[[], Generation]) -> None:
+    """Keep systemd's status line current: mailboxes, outbox, the age of the last mail."""
+    while True:
+        await asyncio.sleep(STATUS_INTERVAL)
+        try:
+            line = await asyncio.to_thread(normal_status, generation().config)
+        except (sqlite3.Error, MailsvcError) as exc:
+            log.warning("status_update_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
+        if line is not None:
+            sd_notify("STATUS=" + line)
 
 
 def _reloaded(reload: Callable[[], Config] | None) -> Config | None:

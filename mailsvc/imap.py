@@ -12,11 +12,13 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
+from mailsvc import metrics
 from mailsvc.config import ImapConfig, TlsMode
 
 # What a broken connection or a refusing server raises; the daemon reconnects on these.
@@ -82,13 +84,27 @@ class ImapSource:
         client = self._client()
         # Some servers (Dovecot) answer SEARCH from the session's last sync; NOOP syncs first.
         client.noop()
-        return sorted(int(uid) for uid in client.search(["ALL"]))
+        uids = sorted(int(uid) for uid in client.search(["ALL"]))
+        metrics.LAST_FETCH.labels(self.key).set_to_current_time()
+        return uids
 
     def fetch(self, uids: Sequence[int]) -> dict[int, bytes]:
         if not uids:
             return {}
         data = self._client().fetch(list(uids), ["BODY.PEEK[]"])
+        metrics.FETCHED.labels(self.key).inc(len(data))
         return {int(uid): bytes(item[b"BODY[]"]) for uid, item in data.items() if b"BODY[]" in item}
+
+    def arrival_times(self, uids: Sequence[int]) -> dict[int, datetime]:
+        """When the server received these messages (INTERNALDATE, whole seconds); empty when it cannot say."""
+        try:
+            data = self._client().fetch(list(uids), ["INTERNALDATE"])
+        except IMAP_ERRORS:
+            return {}
+        # imapclient gives naive local times; astimezone() reads them as such.
+        return {
+            int(uid): item[b"INTERNALDATE"].astimezone(UTC) for uid, item in data.items() if b"INTERNALDATE" in item
+        }
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         if not uids:

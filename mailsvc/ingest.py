@@ -17,6 +17,7 @@ from functools import partial
 
 from structlog.typing import FilteringBoundLogger
 
+from mailsvc import metrics
 from mailsvc.bounce import detect_bounce
 from mailsvc.classify import ClassifyContext, classify, is_automatic
 from mailsvc.config import Config, QueueConfig
@@ -209,6 +210,7 @@ class Pipeline:
             queue=decision.queue, staff=sender.staff, verified=sender.verified if sender.staff else None,
         )  # fmt: skip
         log_applied(log, applied)
+        metrics.count_applied(applied)
         return Outcome.FILED, applied.case_id
 
     def _quarantine(self, msg: InboundMessage, ref: MailRef, reason: str, now: datetime) -> tuple[Outcome, None]:
@@ -257,6 +259,7 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
                 if raw is None:  # expunged by someone else meanwhile
                     continue
                 outcome, case_id = pipeline.handle(MailRef(source.mailbox, source.uidvalidity, uid), raw, source.queue)
+                metrics.message_handled(source.mailbox, outcome.value)
                 if outcome is Outcome.QUARANTINED:
                     bad.append(uid)
                     result.quarantined += 1
@@ -267,6 +270,7 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
                     if case_id is not None:
                         result.cases.add(case_id)
         committed()
+        metrics.observe_arrivals(source.arrival_times, done)
         _move(source, done, cfg.processed_folder, result)
         _move(source, bad, cfg.quarantine_folder, result)
     return result

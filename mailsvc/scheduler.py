@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailsvc import metrics
 from mailsvc.decide import decide_send_failure
 from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
@@ -107,4 +108,5 @@ class Scheduler:
         request = parse_message(raw or b"", p.limits)
         applied = self.store.apply_timers(Decision(case_id, queue, actions), request, p.compose, p.clock())
         log_applied(self.log.bind(case_id=case_id, **fields), applied)
+        metrics.count_applied(applied)
         return applied

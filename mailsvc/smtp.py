@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import aiosmtplib
 
+from mailsvc import metrics
 from mailsvc.config import SmtpConfig, TlsMode
 from mailsvc.log import get_logger
 from mailsvc.store import OutboxMail, Store
@@ -82,6 +83,7 @@ class Sender:
     async def send_one(self, mail: OutboxMail) -> bool:
         """One attempt; records the outcome in the store. True when the server took it."""
         log = self.log.bind(case_id=mail.case_id, message_id=mail.message_id, purpose=mail.purpose)
+        metrics.SEND_ATTEMPTS.inc()
         try:
             try:
                 reused = self._smtp is not None and self._smtp.is_connected
@@ -97,6 +99,7 @@ class Sender:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return self._failed(mail, exc)
         self.store.mark_sent(mail.id, self.clock())
+        metrics.mail_sent(mail.purpose, mail.created_at, self.clock())
         for address, response in refused.items():
             log.warning("mail_recipient_refused", recipient=address, error=f"{response.code} {response.message}")
         log.info("mail_sent", rcpt=list(mail.rcpt_to), attempts=mail.attempts + 1)
@@ -110,6 +113,7 @@ class Sender:
         too_old = now - mail.created_at > self.cfg.max_attempts_age
         if is_permanent(exc) or too_old:
             self.store.mark_failed(mail.id, error)
+            metrics.send_failed(exc, gave_up="permanent" if is_permanent(exc) else "too_old")
             self.log.error(
                 "mail_failed", case_id=mail.case_id, message_id=mail.message_id, error=error,
                 attempts=mail.attempts + 1, reason="permanent" if is_permanent(exc) else "too_old",
@@ -117,6 +121,7 @@ class Sender:
             return False
         delay = retry_delay(mail.attempts, self.cfg.retry_base, self.cfg.retry_cap)
         self.store.mark_retry(mail.id, error, now + delay)
+        metrics.send_failed(exc)
         self.log.warning(
             "mail_deferred", case_id=mail.case_id, message_id=mail.message_id, error=error,
             attempts=mail.attempts + 1, retry_in_s=round(delay, 1),

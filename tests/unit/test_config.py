@@ -125,3 +125,19 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["check-config", str(broken)]) == 2
     assert "not valid YAML at line" in capsys.readouterr().err
     assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_metrics_listen_only_on_loopback() -> None:
+    raw = minimal()
+    raw["metrics"] = {"listen": "127.0.0.1:9464"}
+    assert parse_config(raw, Path("/etc/mailsvc")).metrics is not None
+    for listen, reason in [
+        ("0.0.0.0:9464", "not a loopback address"),
+        ("192.0.2.1:9464", "not a loopback address"),
+        ("127.0.0.1", "not host:port"),
+        ("127.0.0.1:99999", "not host:port"),
+    ]:
+        raw["metrics"] = {"listen": listen}
+        ((path, why),) = problems(raw)
+        assert path == "metrics.listen" and reason in why
+    assert parse_config(minimal(), Path("/etc/mailsvc")).metrics is None, "off by default"
