@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailsvc.digest import DigestSchedule
 from mailsvc.errors import ConfigError
 from mailsvc.hours import BusinessHours
 
@@ -384,6 +385,29 @@ class MetricsConfig(_Strict):
         return value
 
 
+class ReportConfig(_Strict):
+    """The digest: the report of the past period mailed to the team, once per period."""
+
+    mail_to: tuple[str, ...] = Field(min_length=1)
+    every: Literal["weekly", "daily"] = "weekly"
+    # weekly: "Mon 08:00"; daily: "08:00"; in `timezone`
+    at: Annotated[str | None, BeforeValidator(_clock_time)] = None
+    timezone: str = "UTC"
+
+    @field_validator("mail_to")
+    @classmethod
+    def _valid_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_address(v) for v in value)
+
+    @model_validator(mode="after")
+    def _valid_schedule(self) -> ReportConfig:
+        self.schedule()
+        return self
+
+    def schedule(self) -> DigestSchedule:
+        return DigestSchedule.parse(self.every, self.at, self.timezone)
+
+
 class Config(_Strict):
     imap: ImapConfig
     smtp: SmtpConfig
@@ -396,6 +420,7 @@ class Config(_Strict):
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
     metrics: MetricsConfig | None = None
+    report: ReportConfig | None = None
 
     @field_validator("queues")
     @classmethod

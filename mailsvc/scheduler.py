@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from mailsvc import metrics
 from mailsvc.decide import decide_send_failure
+from mailsvc.digest_job import DigestJob
 from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
@@ -33,6 +34,7 @@ class Scheduler:
         self.pipeline = pipeline
         self.store = pipeline.store
         self.log = get_logger(component="scheduler")
+        self.digest = DigestJob(pipeline.config, pipeline.store, pipeline.clock)
 
     def tick(self) -> TickResult:
         """Everything due now: timers, then failure notices."""
@@ -66,6 +68,7 @@ class Scheduler:
                 continue
             result.mails += len(outbox_ids)
             result.notices += 1
+        result.mails += self.digest.send_due()
         return result
 
     def _give_up(self, case_id: int, timers: list[Timer], error: str) -> None:

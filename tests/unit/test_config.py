@@ -141,3 +141,17 @@ def test_metrics_listen_only_on_loopback() -> None:
         ((path, why),) = problems(raw)
         assert path == "metrics.listen" and reason in why
     assert parse_config(minimal(), Path("/etc/mailsvc")).metrics is None, "off by default"
+
+
+def test_report_digest_schedule_is_checked() -> None:
+    raw = minimal()
+    raw["report"] = {"mail_to": ["team@example.org"], "every": "weekly", "at": "Mon 08:00", "timezone": "Europe/Berlin"}
+    report = parse_config(raw, Path("/etc/mailsvc")).report
+    assert report is not None and report.schedule().weekday == 0
+    raw["report"] = {"mail_to": ["team@example.org"], "every": "daily", "at": 480}  # YAML's unquoted 08:00
+    report = parse_config(raw, Path("/etc/mailsvc")).report
+    assert report is not None and report.schedule().at.hour == 8
+    raw["report"] = {"mail_to": ["team@example.org"], "every": "daily", "at": "Mon 08:00"}
+    assert problems(raw) == [("report", "at: a daily digest takes a time only, like '08:00', not 'Mon 08:00'")]
+    raw["report"] = {"mail_to": [], "every": "fortnightly"}
+    assert {path for path, _ in problems(raw)} == {"report.mail_to", "report.every"}
