@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mailsvc.cli import main
 from mailsvc.config import load_config, parse_config
@@ -155,3 +156,22 @@ def test_report_digest_schedule_is_checked() -> None:
     assert problems(raw) == [("report", "at: a daily digest takes a time only, like '08:00', not 'Mon 08:00'")]
     raw["report"] = {"mail_to": [], "every": "fortnightly"}
     assert {path for path, _ in problems(raw)} == {"report.mail_to", "report.every"}
+
+
+def test_example_metrics_and_report_sections_are_valid_once_uncommented() -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# metrics:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            if block and block[-1] == "":
+                break
+            block.append("")
+            continue
+        text = line[2:] if line.startswith("# ") else line[1:]
+        if text.startswith(("metrics:", "report:", "  ")):
+            block.append(text)
+    raw = {**minimal(), **yaml.safe_load("\n".join(block))}
+    config = parse_config(raw, Path("/etc/mailsvc"))
+    assert config.metrics is not None and config.metrics.listen == "127.0.0.1:9464"
+    assert config.report is not None and config.report.schedule().weekday == 0
