@@ -147,9 +147,12 @@ def test_report_html_writes_the_page_and_a_real_browser_shows_its_figures(
         )
         page_wider = browser.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
         images = browser.evaluate("document.images.length + document.scripts.length")
+    with Chromium(chromium, width=375) as phone:
+        phone.open(page.as_uri())
+        phone_wider = phone.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
     for figure in ("Help desk report", "Median first response", "1h 15m", "3 opened", "1 (bad)",
                    "It took a day to get anyone to look at it.", "Printer <b>on fire</b>"):  # fmt: skip
         assert figure in text, figure
     assert "Traceback" not in text and "error" not in text.lower()
-    assert (overflow, page_wider, images) == (0, False, 0)
+    assert (overflow, page_wider, phone_wider, images) == (0, False, False, 0)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
