@@ -245,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
     report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")
     report.add_argument("--queue", help="one queue only (default: every queue, and the total)")
-    report.add_argument("--json", action="store_true", help="JSON for scripts")
-    report.add_argument(
+    output = report.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="JSON for scripts")
+    output.add_argument(
         "--html", type=Path, metavar="FILE", help="write the digest page (this period beside the one before) to FILE"
     )
     report.set_defaults(func=cmd_report)

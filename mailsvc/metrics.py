@@ -38,7 +38,7 @@ from mailsvc.store.figures import store_gauges
 log = get_logger(component="metrics")
 
 # A `_created` series beside every counter doubles the text for nothing an alert uses.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # (untyped in prometheus-client)
 REGISTRY = CollectorRegistry()
 
 FETCHED = Counter("mailsvc_messages_fetched", "Messages fetched from IMAP.", ["mailbox"], registry=REGISTRY)
