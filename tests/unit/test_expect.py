@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +19,8 @@ from mailsvc.expect import (
     when_back,
 )
 from mailsvc.hours import BusinessHours
+from mailsvc.render import Templates
+from mailsvc.templatecheck import check_templates
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOURS = BusinessHours(
@@ -133,3 +136,15 @@ def test_team_figures_read_the_store_again_only_after_a_while() -> None:
 def test_when_back_is_worded_in_the_queues_zone() -> None:
     now = datetime(2026, 12, 5, 23, 30, tzinfo=UTC)  # already Sunday 00:30 in Berlin
     assert when_back(berlin(2026, 12, 7, 9, 0), now, "Europe/Berlin") == "tomorrow at 09:00 (Europe/Berlin)"
+
+
+def test_templates_check_knows_the_team_variables(tmp_path: Path) -> None:
+    (tmp_path / "ack.txt.j2").write_text(
+        "{% if not team.working_now %}back {{ team.back_at }}{% endif %} {{ team.typical_response }}\n"
+        "{{ team.bak_at }}\n"
+    )
+    problems = [str(p) for p in check_templates(Templates([tmp_path]))]
+    assert problems == [
+        f'{tmp_path}/ack.txt.j2:2: unknown variable "team.bak_at" '
+        "(team has: back_at, timezone, typical_response, working_now)"
+    ]
