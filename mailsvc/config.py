@@ -450,6 +450,13 @@ class Config(_Strict):
             raise ValueError("trust: staff are configured, so give token_key, token_key_env or token_key_file")
         return self
 
+    @model_validator(mode="after")
+    def _digest_not_to_ourselves(self) -> Config:
+        ours = sorted({a.lower() for a in self.report.mail_to} & self.own_addresses()) if self.report else []
+        if ours:
+            raise ValueError(f"report.mail_to: {', '.join(ours)} is our own address: the digest would come back in")
+        return self
+
     def mailboxes(self) -> list[MailboxSpec]:
         """Every folder to watch: the main one (routed by address), then each queue's own."""
         found = [MailboxSpec(key=self.imap.folder, imap=self.imap, queue=None)]

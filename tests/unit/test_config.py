@@ -154,6 +154,10 @@ def test_report_digest_schedule_is_checked() -> None:
     assert report is not None and report.schedule().at.hour == 8
     raw["report"] = {"mail_to": ["team@example.org"], "every": "daily", "at": "Mon 08:00"}
     assert problems(raw) == [("report", "at: a daily digest takes a time only, like '08:00', not 'Mon 08:00'")]
+    raw["report"] = {"mail_to": ["Help@example.org"]}
+    assert problems(raw) == [
+        ("(top level)", "report.mail_to: help@example.org is our own address: the digest would come back in")
+    ]
     raw["report"] = {"mail_to": [], "every": "fortnightly"}
     assert {path for path, _ in problems(raw)} == {"report.mail_to", "report.every"}
 
