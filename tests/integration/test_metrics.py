@@ -125,3 +125,22 @@ def test_a_listener_that_cannot_start_leaves_the_daemon_working(
         mailbox.append(mail(subject="Still answered", message_id="<still@example.net>"))
         smtp.wait_for(1, timeout=15)
     assert service.stop() == 0
+
+
+def test_timers_that_fire_are_counted_by_kind(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, services: list[Service]
+) -> None:
+    config = base_config(tmp_path, mailbox, smtp, metrics={"listen": "127.0.0.1:0"},
+                         trust={"token_key": "test-token-key-0123456789"})  # fmt: skip
+    config["queues"]["help"]["staff"] = [{"address": "bob@example.org"}]
+    config["queues"]["help"]["sla"] = {"first_response": 1}  # one second, unanswered: an escalation to Bob
+    service = Service(write_config(tmp_path / "mailsvc.yaml", config), tmp_path / "daemon.log")
+    services.append(service)
+    port = int(service.wait_for("metrics_listening")[0]["port"])
+    service.wait_for("imap_connected")
+    mailbox.append(mail(subject="Nobody answers"))
+    _, s = wait_for_scrape(port, lambda s: get(s, "mailsvc_mail_sent_total", purpose="escalation") == 1)
+    assert get(s, "mailsvc_timers_fired_total", kind="sla_1") == 1
+    assert (get(s, "mailsvc_timers_due"), get(s, "mailsvc_timers_pending")) == (0, 0)
+    assert get(s, "mailsvc_mail_sent_total", purpose="notify") == 1 and get(s, "mailsvc_acks_sent_total") == 1
+    assert service.stop() == 0
