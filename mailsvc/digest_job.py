@@ -13,6 +13,7 @@ from datetime import datetime
 from email.utils import make_msgid
 from pathlib import Path
 
+from mailsvc import metrics
 from mailsvc.config import Config, ReportConfig
 from mailsvc.digest import (
     Digest,
@@ -92,6 +93,7 @@ class DigestJob:
                 return 0  # another instance sent it meanwhile
             outbox_id = self.store.enqueue(mail, None, None, now)
             record_digest_mail(self.store, cfg.every, end, outbox_id)
+        metrics.MAIL_QUEUED.labels("digest").inc()
         self.log.info(
             "digest_queued", every=cfg.every, period_start=period.start.isoformat(), period_end=period.end.isoformat(),
             cases=digest.current.total.cases, out_message_id=mail.message_id, rcpt=list(cfg.mail_to),

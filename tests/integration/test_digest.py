@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from mailsvc import metrics
 from mailsvc.cli import main
 from mailsvc.config import Config, load_config
 from mailsvc.testing.browser import Chromium, find_chromium
@@ -86,6 +87,7 @@ def a_week_of_traffic(desk: Desk, clock: Clock) -> None:
 
 
 def test_the_digest_is_sent_once_per_period_across_a_restart_and_catches_up_once(desk: Desk, clock: Clock) -> None:
+    queued = metrics.REGISTRY.get_sample_value("mailsvc_mail_queued_total", {"purpose": "digest"}) or 0.0
     desk.tick()
     (first,) = digests(desk)
     assert "9 Nov - 16 Nov 2026: 0 cases" in first.message["Subject"], "at first, the latest complete week at once"
@@ -120,6 +122,7 @@ def test_the_digest_is_sent_once_per_period_across_a_restart_and_catches_up_once
     assert digests(desk) == []
     rows = desk.store.db.execute("SELECT count(*), count(outbox_id) FROM digests").fetchone()
     assert tuple(rows) == (3, 3)
+    assert metrics.REGISTRY.get_sample_value("mailsvc_mail_queued_total", {"purpose": "digest"}) == queued + 3
 
 
 def test_report_html_writes_the_page_and_a_real_browser_shows_its_figures(
