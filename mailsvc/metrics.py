@@ -231,8 +231,10 @@ class StoreCollector(Collector):
 # --- the listener
 
 
-@dataclass
+@dataclass(frozen=True)
 class MetricsServer:
+    """The running listener: where it listens, and what `stop` closes."""
+
     host: str
     port: int
     httpd: WSGIServer

@@ -6,6 +6,7 @@ Plain queries over a Store's connection, returning frozen values; the digest's b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mailsvc.store import Store
@@ -17,7 +18,7 @@ class StoreGauges:
     oldest_queued_at: float | None
     timers_due: int
     timers_pending: int
-    cases: dict[tuple[str, str], int]
+    cases: Mapping[tuple[str, str], int]  # (queue, status) -> cases
 
 
 def store_gauges(store: Store, now: float) -> StoreGauges:
