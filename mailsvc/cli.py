@@ -18,6 +18,8 @@ from mailsvc import __version__
 from mailsvc.cli_outbox import add_outbox_commands
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import load_service_config, run_forever, run_once
+from mailsvc.digest import Period
+from mailsvc.digest_job import write_html_report
 from mailsvc.doctor import cmd_doctor
 from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.log import configure
@@ -139,6 +141,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         known = ", ".join(config.queues)
         print(f"mailsvc report: --queue: no queue {args.queue!r} in {args.config} (queues: {known})", file=sys.stderr)
         return 2
+    if args.html is not None:
+        try:
+            digest = write_html_report(config, args.html, Period(since, now), now, args.queue)
+        except OSError as exc:
+            print(f"mailsvc report: --html: cannot write {args.html}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(
+            f"{args.html}: {digest.current.total.cases} cases opened {since:%Y-%m-%d %H:%M} .. {now:%Y-%m-%d %H:%M} UTC"
+        )
+        return 0
     store = Store.open(config.store.path)
     try:
         cases = [case_facts(dict(row)) for row in store.report_cases(since.timestamp())]
@@ -241,7 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
     report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")
     report.add_argument("--queue", help="one queue only (default: every queue, and the total)")
-    report.add_argument("--json", action="store_true", help="JSON for scripts")
+    output = report.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="JSON for scripts")
+    output.add_argument(
+        "--html", type=Path, metavar="FILE", help="write the digest page (this period beside the one before) to FILE"
+    )
     report.set_defaults(func=cmd_report)
     return parser
 

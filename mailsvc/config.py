@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailsvc.digest import DigestSchedule
 from mailsvc.errors import ConfigError
 from mailsvc.hours import BusinessHours
 from mailsvc.scrub import protect
@@ -456,6 +457,46 @@ class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class MetricsConfig(_Strict):
+    """Prometheus metrics served by the daemon; loopback only, as the endpoint has no authentication."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_listener(cls, value: str) -> str:
+        host, colon, port = value.rpartition(":")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not colon or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:9464 or [::1]:9464")
+        if not is_loopback(bare) or bare == "localhost":
+            raise ValueError(f"{bare!r} is not a loopback address (127.0.0.1 or [::1]): the metrics have no login")
+        return value
+
+
+class ReportConfig(_Strict):
+    """The digest: the report of the past period mailed to the team, once per period."""
+
+    mail_to: tuple[str, ...] = Field(min_length=1)
+    every: Literal["weekly", "daily"] = "weekly"
+    # weekly: "Mon 08:00"; daily: "08:00"; in `timezone`
+    at: Annotated[str | None, BeforeValidator(_clock_time)] = None
+    timezone: str = "UTC"
+
+    @field_validator("mail_to")
+    @classmethod
+    def _valid_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_address(v) for v in value)
+
+    @model_validator(mode="after")
+    def _valid_schedule(self) -> ReportConfig:
+        self.schedule()
+        return self
+
+    def schedule(self) -> DigestSchedule:
+        return DigestSchedule.parse(self.every, self.at, self.timezone)
+
+
 class Config(_Strict):
     imap: ImapConfig
     smtp: SmtpConfig
@@ -467,6 +508,8 @@ class Config(_Strict):
     auto_mail: AutoMailConfig = AutoMailConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
+    metrics: MetricsConfig | None = None
+    report: ReportConfig | None = None
 
     @field_validator("queues")
     @classmethod
@@ -494,6 +537,13 @@ class Config(_Strict):
         t = self.trust
         if any(q.staff for q in self.queues.values()) and not (t.token_key or t.token_key_env or t.token_key_file):
             raise ValueError("trust: staff are configured, so give token_key, token_key_env or token_key_file")
+        return self
+
+    @model_validator(mode="after")
+    def _digest_not_to_ourselves(self) -> Config:
+        ours = sorted({a.lower() for a in self.report.mail_to} & self.own_addresses()) if self.report else []
+        if ours:
+            raise ValueError(f"report.mail_to: {', '.join(ours)} is our own address: the digest would come back in")
         return self
 
     def mailboxes(self) -> list[MailboxSpec]:

@@ -14,11 +14,13 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mailsvc import metrics
 from mailsvc.backoff import Backoff
 from mailsvc.config import Config, MailboxSpec, load_config
 from mailsvc.credentials import mailbox_credentials, provider_for
@@ -26,17 +28,22 @@ from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.log import get_logger
+from mailsvc.metrics import serve_metrics
 from mailsvc.scheduler import Scheduler
 from mailsvc.scrub import scrub
 from mailsvc.smtp import Sender
 from mailsvc.status import ServiceStatus, StoreFaults
+from mailsvc.statusline import status_line
 from mailsvc.store import STORE_ERRORS, Store, store_path_problem
+from mailsvc.store.figures import last_mail_at, store_gauges
 from mailsvc.templatecheck import check_config_templates
 
 log = get_logger(component="daemon")
 
 # The scheduler looks at least this often (seconds) for failed mail to report.
 SCHEDULER_MAX_SLEEP = 30.0
+# How often the STATUS= line is brought up to date (seconds).
+STATUS_INTERVAL = 5.0
 
 
 def sd_notify(message: str) -> None:
@@ -166,6 +173,7 @@ def watch_mailbox(
                      idle="IDLE" in source.capabilities and spec.imap.idle, queue=spec.queue)  # fmt: skip
             status.clear(f"imap {spec.key}")
             ready.connected(source.mailbox)
+            metrics.imap_connected(source.mailbox, idle="IDLE" in source.capabilities and spec.imap.idle)
             while not stop.is_set():
                 result = ingest_pass(source, pipeline, committed)
                 faults.recovered()
@@ -184,12 +192,14 @@ def watch_mailbox(
             stop.wait(faults.failed(exc))
         except IMAP_ERRORS as exc:
             delay = backoff.next()
+            metrics.imap_disconnected(spec.key)
             log.warning("imap_disconnected", folder=spec.key, error=scrub(f"{type(exc).__name__}: {exc}"),
                         retry_in_s=round(delay, 1))  # fmt: skip
             status.fault(f"imap {spec.key}", f"IMAP unavailable ({spec.key}), retrying in {delay:.0f}s")
             stop.wait(delay)
         finally:
             source.close()
+    metrics.imap_disconnected(spec.key)
     if store is not None:
         store.close()
 
@@ -326,11 +336,13 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> i
     loop.add_signal_handler(signal.SIGHUP, reloading.set)
 
     ready = _Ready(ServiceStatus(lambda line: sd_notify("STATUS=" + line)))
+    exporter = serve_metrics(config.metrics.listen if config.metrics else None, config.store.path)
     current = Generation(config, ready)
     current.start()
     log.info("daemon_started", pid=os.getpid(), queues=list(config.queues), folders=[m.key for m in config.mailboxes()])
     interval = watchdog_interval()
     watchdog = asyncio.create_task(_watchdog(interval, lambda: current)) if interval else None
+    status = asyncio.create_task(_status_updates(lambda: current)) if os.environ.get("NOTIFY_SOCKET") else None
     while True:
         waiters = {
             asyncio.create_task(stopping.wait()),
@@ -356,8 +368,39 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> i
     crashed = await current.stop()
     if watchdog is not None:
         watchdog.cancel()
+    if status is not None:
+        status.cancel()
+    if exporter is not None:
+        exporter.stop()
     log.info("daemon_stopped")
     return 1 if failed or crashed else 0
+
+
+def normal_status(config: Config) -> str | None:
+    """The normal STATUS= line, or None while a watched mailbox is not connected (its fault line stays)."""
+    keys = [m.key for m in config.mailboxes()]
+    if not set(keys) <= metrics.connected_mailboxes():
+        return None
+    store = open_store(config)
+    try:
+        queued = store_gauges(store, time.time()).queued
+        last = last_mail_at(store)
+    finally:
+        store.close()
+    return status_line(len(keys), queued, last, time.time())
+
+
+async def _status_updates(generation: Callable[[], Generation]) -> None:
+    """Keep systemd's status line current: mailboxes, outbox, the age of the last mail."""
+    while True:
+        await asyncio.sleep(STATUS_INTERVAL)
+        try:
+            line = await asyncio.to_thread(normal_status, generation().config)
+        except (sqlite3.Error, MailsvcError) as exc:
+            log.warning("status_update_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
+        if line is not None:
+            generation().status.set_normal(line)  # shown unless a fault is
 
 
 def _reloaded(reload: Callable[[], Config] | None) -> Config | None:

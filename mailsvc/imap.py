@@ -12,11 +12,13 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from mailsvc import metrics
 from mailsvc.config import ImapConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
 from mailsvc.errors import TlsError
@@ -98,7 +100,9 @@ class ImapSource:
         client = self._client()
         # Some servers (Dovecot) answer SEARCH from the session's last sync; NOOP syncs first.
         client.noop()
-        return sorted(int(uid) for uid in client.search(["ALL"]))
+        uids = sorted(int(uid) for uid in client.search(["ALL"]))
+        metrics.LAST_FETCH.labels(self.key).set_to_current_time()
+        return uids
 
     def sizes(self, uids: Sequence[int]) -> dict[int, int]:
         """RFC822.SIZE of each message: known before any is downloaded, so memory stays bounded."""
@@ -120,7 +124,19 @@ class ImapSource:
         if not uids:
             return {}
         data = self._client().fetch(list(uids), ["BODY.PEEK[]"])
+        metrics.FETCHED.labels(self.key).inc(len(data))
         return {int(uid): bytes(item[b"BODY[]"]) for uid, item in data.items() if b"BODY[]" in item}
+
+    def arrival_times(self, uids: Sequence[int]) -> dict[int, datetime]:
+        """When the server received these messages (INTERNALDATE, whole seconds); empty when it cannot say."""
+        try:
+            data = self._client().fetch(list(uids), ["INTERNALDATE"])
+        except IMAP_ERRORS:
+            return {}
+        # imapclient gives naive local times; astimezone() reads them as such.
+        return {
+            int(uid): item[b"INTERNALDATE"].astimezone(UTC) for uid, item in data.items() if b"INTERNALDATE" in item
+        }
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         if not uids:

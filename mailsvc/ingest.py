@@ -13,13 +13,15 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 
 from structlog.typing import FilteringBoundLogger
 
-from mailsvc import crashpoint
+from mailsvc import crashpoint, metrics
 from mailsvc.classify import ClassifyContext, classify_mail
 from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide
+from mailsvc.expect import TeamFigures
 from mailsvc.guard import MailFacts, automatic_recipients, guard_automatic
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
@@ -40,6 +42,7 @@ from mailsvc.model import (
 from mailsvc.outgoing import BuildResult, MailBuilder
 from mailsvc.parse import ParseLimits, content_hash, parse_message
 from mailsvc.store import STORE_ERRORS, Applied, Store
+from mailsvc.store.figures import first_responses
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
 from mailsvc.trust import TrustPolicy, token_from_recipients, verify_sender
@@ -101,6 +104,7 @@ class Pipeline:
             )
             for name, q in config.queues.items()
         }
+        self.team = TeamFigures(partial(first_responses, store), {n: p.hours for n, p in self.timer_policies.items()})
         self.queue_addresses = {name: q.address for name, q in config.queues.items()}
         self.token_key = config.trust.key()
         self.trust = TrustPolicy(
@@ -109,7 +113,7 @@ class Pipeline:
             allow_spf=config.trust.allow_spf,
             trust_from_header=config.trust.trust_from_header,
         )
-        self.builder = MailBuilder(config, store, clock, self.limits)
+        self.builder = MailBuilder(config, store, clock, self.limits, self.team)
         self.log = get_logger(component="ingest")
 
     def compose(self, action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
@@ -183,6 +187,7 @@ class Pipeline:
             queue=decision.queue, staff=sender.staff, verified=sender.verified if sender.staff else None,
         )  # fmt: skip
         log_applied(log, applied)
+        metrics.count_applied(applied)
         return Outcome.FILED, applied.case_id
 
     def _quarantine(self, msg: InboundMessage, ref: MailRef, reason: str, now: datetime) -> tuple[Outcome, None]:
@@ -265,6 +270,7 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
         crashpoint.reached("ingest_committed")
         pipeline.build_pending()
         committed()
+        metrics.observe_arrivals(source.arrival_times, done)
         _move(source, done, cfg.processed_folder, result)
         _move(source, bad, cfg.quarantine_folder, result)
     return result
@@ -300,6 +306,7 @@ def _ingest_batch(
                 outcome, case_id = pipeline.handle(ref, raw, source.queue)
                 if case_id is not None:
                     result.cases.add(case_id)
+            metrics.message_handled(box, outcome.value)
             if outcome is Outcome.QUARANTINED:
                 bad.append(uid)
                 result.quarantined += 1

@@ -15,6 +15,7 @@ from datetime import datetime
 from email.utils import make_msgid
 
 from mailsvc.config import Config
+from mailsvc.expect import TeamFigures
 from mailsvc.log import get_logger
 from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, MailDraft, QueueMail
 from mailsvc.parse import ParseLimits, parse_message
@@ -32,13 +33,21 @@ class BuildResult:
 
 
 class MailBuilder:
-    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime], limits: ParseLimits) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        clock: Callable[[], datetime],
+        limits: ParseLimits,
+        team: TeamFigures | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.limits = limits
         self.views = {name: queue_view(config, name) for name in config.queues}
         self.templates = queue_templates(config)
         self.token_key = config.trust.key()
+        self.team = team  # the acknowledgement's figures: when to expect an answer
         self.log = get_logger(component="outgoing")
         self._parsed: dict[tuple[str, int], InboundMessage] = {}
 
@@ -105,6 +114,8 @@ class MailBuilder:
         case = replace(case, status=draft.status)
         msg = self._cause(pending, case.id)
         view = self.views[case.queue]
+        if self.team is not None:
+            view = replace(view, team=self.team.view(case.queue, self.clock()))
         to_staff = draft.purpose in STAFF_PURPOSES
         reply_to = reply_address(view.address, case.id, self.token_key) if to_staff and self.token_key else None
         thread = None if to_staff else self._requester_thread(pending, msg)

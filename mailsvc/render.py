@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mailsvc.envelope import idna_domain
 from mailsvc.errors import TemplateError
+from mailsvc.expect import TeamView, team_context
 from mailsvc.model import STAFF_PURPOSES, Address, Case, InboundMessage, OutgoingMail, QueueMail
 from mailsvc.strip import MARKER
 from mailsvc.thread import compile_tag, render_tag, strip_tags
@@ -102,6 +103,7 @@ class QueueView:
     display_name: str
     subject_tag: str
     tag_position: str
+    team: TeamView | None = None  # what the team's hours and recent answers let a requester expect
 
 
 def template_context(action: QueueMail, case: Case, msg: InboundMessage, queue: QueueView, tag: str) -> dict[str, Any]:
@@ -119,6 +121,7 @@ def template_context(action: QueueMail, case: Case, msg: InboundMessage, queue: 
         "marker": MARKER,
         "queue": {"name": queue.name, "address": queue.address, "display_name": queue.display_name},
         "satisfaction": satisfaction_links(queue.address, tag),
+        "team": team_context(queue.team),
     }  # fmt: skip
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailsvc import crashpoint
+from mailsvc import crashpoint, metrics
 from mailsvc.decide import decide_send_failure
+from mailsvc.digest_job import DigestJob
 from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
@@ -33,6 +34,7 @@ class Scheduler:
         self.pipeline = pipeline
         self.store = pipeline.store
         self.log = get_logger(component="scheduler")
+        self.digest = DigestJob(pipeline.config, pipeline.store, pipeline.clock)
 
     def tick(self) -> TickResult:
         """Everything due now: timers, then failure notices."""
@@ -72,6 +74,7 @@ class Scheduler:
             result.mails += len(outbox_ids)
             result.notices += 1
         self.pipeline.build_pending()
+        result.mails += self.digest.send_due()
         return result
 
     def _give_up(self, case_id: int, timers: list[Timer], error: str) -> None:
@@ -114,4 +117,5 @@ class Scheduler:
         request = parse_message(raw or b"", p.limits)
         applied = self.store.apply_timers(Decision(case_id, queue, actions), request, p.compose, p.clock())
         log_applied(self.log.bind(case_id=case_id, **fields), applied)
+        metrics.count_applied(applied)
         return applied

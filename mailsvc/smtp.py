@@ -19,7 +19,7 @@ from collections.abc import Callable
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
-from mailsvc import crashpoint
+from mailsvc import crashpoint, metrics
 from mailsvc.backoff import Backoff, backoff_delay
 from mailsvc.config import SmtpConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
@@ -167,9 +167,11 @@ class Sender:
         Raises nothing for SMTP faults; a store fault while recording the outcome is logged and retried."""
         for _ in range(2):
             reused = self._smtp is not None and self._smtp.is_connected
+            metrics.SEND_ATTEMPTS.inc()
             try:
                 smtp = await self._connection()
             except SMTP_ERRORS as exc:
+                metrics.send_failed(exc)
                 self._drop_connection()
                 self._hold(session_failure(exc))
                 return False
@@ -186,6 +188,7 @@ class Sender:
                 )  # fmt: skip
                 if decision.step is Step.SEND and reused:
                     continue
+                metrics.send_failed(exc, gave_up=decision.why if decision.step is Step.FAIL else None)
                 if decision.step is Step.HOLD:
                     self._hold(failure)
                     return False
@@ -224,6 +227,7 @@ class Sender:
         for address, response in refused.items():
             log.warning("mail_recipient_refused", recipient=address, error=f"{response.code} {response.message}")
         log.info("mail_sent", rcpt=list(mail.rcpt_to), attempts=mail.attempts + 1)
+        metrics.mail_sent(mail.purpose, mail.created_at, self.clock())
         self._unrecorded[mail.id] = (mail, self.clock())
         self._record_sent()
 

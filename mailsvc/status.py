@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from mailsvc import metrics
 from mailsvc.backoff import Backoff
 from mailsvc.log import get_logger
 from mailsvc.scrub import scrub
@@ -82,6 +83,7 @@ class StoreFaults:
     def failed(self, exc: BaseException, **fields: object) -> float:
         """Log and show the failure; returns the seconds to wait before the next try."""
         delay = self.backoff.next()
+        metrics.STORE_ERRORS.labels(self.component).inc()
         error = scrub(f"{type(exc).__name__}: {exc}")
         log.warning("store_unavailable", component=self.component, error=error, retry_in_s=round(delay, 1),
                     failures=self.backoff.failures, **fields)  # fmt: skip

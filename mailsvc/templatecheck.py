@@ -20,6 +20,8 @@ import jinja2
 from jinja2 import meta, nodes
 
 from mailsvc.config import Config
+from mailsvc.digest import digest_context, sample_digest
+from mailsvc.expect import TeamView
 from mailsvc.model import STAFF_PURPOSES, Address, Attachment, Case, CaseStatus, InboundMessage, QueueMail
 from mailsvc.render import QueueView, Templates, compose, template_context
 from mailsvc.strip import strip_reply
@@ -30,6 +32,8 @@ from mailsvc.trust import reply_address
 TEXT_SUFFIX = ".txt.j2"
 HTML_SUFFIX = ".html.j2"
 PREVIEW_MESSAGE_ID = "<preview@localhost>"
+# The digest goes to the team about no case: its templates see the report (digest.digest_context), not a case.
+DIGEST = "digest"
 # A template may ask whether a variable exists; what it guards so is optional, not unknown.
 _GUARD_TESTS = frozenset({"defined", "undefined"})
 _GUARD_FILTERS = frozenset({"default", "d"})
@@ -87,7 +91,9 @@ def template_names(templates: Templates, *, html: bool = False) -> list[str]:
     suffix = HTML_SUFFIX if html else TEXT_SUFFIX
     visible = visible_templates(templates)
     return sorted(
-        n.removesuffix(suffix) for n in visible if n.endswith(suffix) and _base_name(n) + TEXT_SUFFIX in visible
+        n.removesuffix(suffix)
+        for n in visible
+        if n.endswith(suffix) and _base_name(n) + TEXT_SUFFIX in visible and _base_name(n) != DIGEST
     )
 
 
@@ -157,11 +163,17 @@ _SAMPLE_MESSAGE = InboundMessage(
     date=_SAMPLE_TIME, text="It jams on every page.", html=None,
     attachments=(Attachment("jam.jpg", "image/jpeg", 4, b"\xff\xd8\xff\xe0"),), headers={}, return_path=_REQUESTER.addr,
 )  # fmt: skip
-_SAMPLE_QUEUE = QueueView("help", "help@example.org", "Example Help Desk", "[Help #{id}]", "end")
+# Outside working hours, with a typical answer time: every `team` variable has a value to check against.
+_SAMPLE_TEAM = TeamView(
+    datetime(2026, 1, 10, 10, tzinfo=UTC), False, datetime(2026, 1, 12, 8, tzinfo=UTC), "Europe/Berlin", 2 * 3600.0
+)
+_SAMPLE_QUEUE = QueueView("help", "help@example.org", "Example Help Desk", "[Help #{id}]", "end", _SAMPLE_TEAM)
 
 
 def sample_context(purpose: str) -> dict[str, Any]:
-    """The context render gives the template `purpose`, for the sample case and message."""
+    """The context render gives the template `purpose`, for the sample case and message (the digest: its own)."""
+    if purpose == DIGEST:
+        return digest_context(sample_digest())
     action = QueueMail(purpose, purpose, (_REQUESTER,), text="It jams on every page.", attach=True)
     tag = render_tag(_SAMPLE_QUEUE.subject_tag, _SAMPLE_CASE.id)
     return template_context(action, _SAMPLE_CASE, _SAMPLE_MESSAGE, _SAMPLE_QUEUE, tag)

@@ -26,6 +26,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
+# tests/integration/test_digest.py renders the digest page in headless Chromium (Debian's chromium); only
+# scripts/test wants it, and where it cannot be installed that test skips, so a failure here stops nothing.
+if [ "${0##*/}" = test ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium for the browser test"
+  { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; } \
+    || echo "chromium could not be installed: the browser test will skip"
+fi
+
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "mailsvc needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
   exit 1

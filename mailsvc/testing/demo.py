@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from mailsvc.testing.dovecot import PrivateDovecot
@@ -23,6 +25,18 @@ def _mailsvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "mailsvc", *args]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text: str = response.read().decode()
+    return "\n".join(line for line in text.splitlines() if line.startswith("mailsvc_"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("demo"), help="where the demo keeps its files")
@@ -32,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
 
+    metrics_port = _free_port()
     with PrivateDovecot(base / "dovecot") as dovecot, SmtpCapture() as smtp:
         mailbox = dovecot.new_mailbox("help")
         config = write_config(
@@ -39,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             sandbox_config(
                 imap_port=dovecot.port, imap_user=mailbox.user, imap_password=mailbox.password,
                 smtp_port=smtp.port, store=base / "mailsvc.db", log={"format": "console", "level": "info"},
+                metrics={"listen": f"127.0.0.1:{metrics_port}"},
             ),
         )  # fmt: skip
         print(f"== private Dovecot on 127.0.0.1:{dovecot.port}, SMTP capture on 127.0.0.1:{smtp.port}")
@@ -60,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             body = message.get_body(("plain",))
             print("\n" + (body.get_content() if body is not None else ""))
             print(f"== the request was moved to the Processed folder: {len(mailbox.uids('Processed'))} message(s)")
+            print(f"\n== the daemon's metrics (http://127.0.0.1:{metrics_port}/metrics), mailsvc_ samples:\n")
+            print(_metrics(metrics_port))
             if args.keep:
                 print(
                     f"\n== still running. Point a mail client at 127.0.0.1:{dovecot.port} "

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,6 +289,7 @@ def write_service_files(files: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Pat
         sandbox_config(
             imap_port=mailbox.port, imap_user=mailbox.user, smtp_port=smtp.port, store=files / "state/mailsvc.db",
             imap={"password": None, "password_file": "${CREDENTIALS_DIRECTORY}/imap-password"},
+            metrics={"listen": "127.0.0.1:0"},  # the unit's sandbox must allow the loopback listener too
         ),
     )  # fmt: skip
 
@@ -349,6 +351,9 @@ def test_daemon_keeps_the_unit_contract(
             mailbox.append(mail(subject="Under the unit's rules"))
             (ack,) = smtp.wait_for(1, timeout=20)
             assert "[Help #1]" in ack.message["Subject"]
+            metrics_url = f"http://127.0.0.1:{logged(log)['metrics_listening']['port']}/metrics"
+            with urllib.request.urlopen(metrics_url, timeout=10) as response:
+                assert 'mailsvc_cases_opened_total{queue="help"} 1.0' in response.read().decode()
 
             os.kill(pid, signal.SIGHUP)
             reloading = notify.wait_for("RELOADING=1", after=ready)

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mailsvc.cli import main
 from mailsvc.config import load_config, parse_config
@@ -125,3 +126,56 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["check-config", str(broken)]) == 2
     assert "not valid YAML at line" in capsys.readouterr().err
     assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_metrics_listen_only_on_loopback() -> None:
+    raw = minimal()
+    raw["metrics"] = {"listen": "127.0.0.1:9464"}
+    assert parse_config(raw, Path("/etc/mailsvc")).metrics is not None
+    for listen, reason in [
+        ("0.0.0.0:9464", "not a loopback address"),
+        ("192.0.2.1:9464", "not a loopback address"),
+        ("127.0.0.1", "not host:port"),
+        ("127.0.0.1:99999", "not host:port"),
+    ]:
+        raw["metrics"] = {"listen": listen}
+        ((path, why),) = problems(raw)
+        assert path == "metrics.listen" and reason in why
+    assert parse_config(minimal(), Path("/etc/mailsvc")).metrics is None, "off by default"
+
+
+def test_report_digest_schedule_is_checked() -> None:
+    raw = minimal()
+    raw["report"] = {"mail_to": ["team@example.org"], "every": "weekly", "at": "Mon 08:00", "timezone": "Europe/Berlin"}
+    report = parse_config(raw, Path("/etc/mailsvc")).report
+    assert report is not None and report.schedule().weekday == 0
+    raw["report"] = {"mail_to": ["team@example.org"], "every": "daily", "at": 480}  # YAML's unquoted 08:00
+    report = parse_config(raw, Path("/etc/mailsvc")).report
+    assert report is not None and report.schedule().at.hour == 8
+    raw["report"] = {"mail_to": ["team@example.org"], "every": "daily", "at": "Mon 08:00"}
+    assert problems(raw) == [("report", "at: a daily digest takes a time only, like '08:00', not 'Mon 08:00'")]
+    raw["report"] = {"mail_to": ["Help@example.org"]}
+    assert problems(raw) == [
+        ("(top level)", "report.mail_to: help@example.org is our own address: the digest would come back in")
+    ]
+    raw["report"] = {"mail_to": [], "every": "fortnightly"}
+    assert {path for path, _ in problems(raw)} == {"report.mail_to", "report.every"}
+
+
+def test_example_metrics_and_report_sections_are_valid_once_uncommented() -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# metrics:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            if block and block[-1] == "":
+                break
+            block.append("")
+            continue
+        text = line[2:] if line.startswith("# ") else line[1:]
+        if text.startswith(("metrics:", "report:", "  ")):
+            block.append(text)
+    raw = {**minimal(), **yaml.safe_load("\n".join(block))}
+    config = parse_config(raw, Path("/etc/mailsvc"))
+    assert config.metrics is not None and config.metrics.listen == "127.0.0.1:9464"
+    assert config.report is not None and config.report.schedule().weekday == 0
