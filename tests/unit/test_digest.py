@@ -25,9 +25,9 @@ from mailsvc.digest import (
     sample_digest,
 )
 from mailsvc.model import CaseStatus
-from mailsvc.render import Templates
 from mailsvc.report import CaseFacts
 from mailsvc.templatecheck import check_templates, template_names
+from mailsvc.templatefiles import load_templates
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = 3600.0
@@ -123,19 +123,19 @@ def test_the_page_shows_the_figures_escapes_requester_text_and_loads_nothing() -
     sample = sample_digest()
     hostile = WaitingCase(8, "help", '<script>alert(1)</script><img src="https://evil.example/x.png">', 0.0)
     digest = build_digest([], [], period=sample.period, waiting=[hostile], rated=[], now=sample.now, every="weekly")
-    subject, text, html = render_digest(digest, Templates([]))
+    subject, text, html = render_digest(digest, load_templates([]))
     assert "<script" not in html.lower() and 'evil.example/x.png"' not in html
     assert "&lt;script&gt;" in html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "no remote images or links"
     assert "<style" not in html, "styles inline, as mail clients keep them"
-    subject, text, html = render_digest(sample, Templates([]))
+    subject, text, html = render_digest(sample, load_templates([]))
     assert subject == "Weekly help desk digest, 29 Dec - 5 Jan 2026: 3 cases, median first response 1h 30m"
     for figure in ("1h 30m", "1d 15h", "33%", "It took two days.", "The printer on floor 3 is jammed"):
         assert figure in text and figure in html
 
 
 def test_the_digest_mail_has_a_text_and_an_html_part() -> None:
-    _, text, html = render_digest(sample_digest(), Templates([]))
+    _, text, html = render_digest(sample_digest(), load_templates([]))
     out = compose_digest(
         text, html, "Digest", sender=("Help Desk", "help@example.org"), to=["team@example.org"],
         message_id="<d@example.org>", now=datetime(2026, 12, 7, 7, tzinfo=UTC),
@@ -152,11 +152,11 @@ def test_the_digest_mail_has_a_text_and_an_html_part() -> None:
 def test_templates_check_knows_the_digest_variables(tmp_path: Path) -> None:
     (tmp_path / "digest.txt.j2").write_text("{{ title }}: {{ total.cases }} cases, {{ totl.cases }}\n")
     (tmp_path / "digest.html.j2").write_text("<p>{{ total.first_response.mean }}</p>\n")
-    problems = sorted(str(p) for p in check_templates(Templates([tmp_path])))
+    problems = sorted(str(p) for p in check_templates(load_templates([tmp_path])))
     assert problems == [
         f'{tmp_path}/digest.html.j2:1: unknown variable "total.first_response.mean" '
         "(total.first_response has: answered, median, p90, pending)",
         f'{tmp_path}/digest.txt.j2:1: unknown variable "totl" (known: comments, generated, period, queues, '
         "title, total, trend, waiting)",
     ]
-    assert "digest" not in template_names(Templates([tmp_path])), "no case to preview a digest for"
+    assert "digest" not in template_names(load_templates([tmp_path])), "no case to preview a digest for"

@@ -19,8 +19,8 @@ from mailsvc.expect import (
     when_back,
 )
 from mailsvc.hours import BusinessHours
-from mailsvc.render import Templates
 from mailsvc.templatecheck import check_templates
+from mailsvc.templatefiles import load_templates
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOURS = BusinessHours(
@@ -143,7 +143,7 @@ def test_templates_check_knows_the_team_variables(tmp_path: Path) -> None:
         "{% if not team.working_now %}back {{ team.back_at }}{% endif %} {{ team.typical_response }}\n"
         "{{ team.bak_at }}\n"
     )
-    problems = [str(p) for p in check_templates(Templates([tmp_path]))]
+    problems = [str(p) for p in check_templates(load_templates([tmp_path]))]
     assert problems == [
         f'{tmp_path}/ack.txt.j2:2: unknown variable "team.bak_at" '
         "(team has: back_at, timezone, typical_response, working_now)"
