@@ -92,7 +92,7 @@ class DraftQueries:
     def pending_drafts(self, limit: int = 100) -> list[PendingDraft]:
         rows = self.db.execute(
             "SELECT id, case_id, cause, purpose, message_id, mail_from, rcpt_to, draft FROM outbox "
-            "WHERE draft IS NOT NULL ORDER BY id LIMIT ?",
+            "WHERE draft IS NOT NULL AND state = 'queued' ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
         return [PendingDraft(r["id"], r["case_id"], r["cause"], decode_draft(r)) for r in rows]
@@ -105,9 +105,11 @@ class DraftQueries:
         return cur.rowcount == 1
 
     def mark_build_failed(self, outbox_id: int, error: str) -> bool:
-        """A draft that cannot be built fails for good; the team is told as of any failed mail."""
+        """A draft that cannot be built fails; the team is told as of any failed mail. It stays a draft,
+        so `mailsvc outbox retry` (after the template is fixed) builds it anew before it is sent."""
         cur = self.db.execute(
-            "UPDATE outbox SET state = 'failed', draft = NULL, last_error = ? WHERE id = ? AND draft IS NOT NULL",
+            "UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ? AND draft IS NOT NULL "
+            "AND state = 'queued'",
             (error, outbox_id),
         )
         return cur.rowcount == 1

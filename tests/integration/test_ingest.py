@@ -372,6 +372,17 @@ def test_a_mail_that_cannot_be_built_fails_alone_and_staff_are_told_once(
     run_once(config)
     assert [r["purpose"] for r in store.case_outbox(case.id)].count("send_failed") == 1, "told once"
 
+    # Fixed, then put back by the operator: the mail is built anew, never sent as the empty failed row.
+    (templates / "ack.txt.j2").write_text("Your case {{ case.tag }} is in.\n")
+    fixed = parse_config(raw, tmp_path)
+    path = write_config(tmp_path / "mailsvc.yaml", raw)
+    assert main(["outbox", "retry", str(rows["ack"]["id"]), "-c", str(path)]) == 0
+    assert run_once(fixed) == 0
+    (ack,) = [c for c in smtp.messages if c.rcpt_tos == ("alice@example.net",)]
+    assert ack.message["Message-ID"] == rows["ack"]["message_id"]
+    assert ack.message.get_body(("plain",)).get_content().startswith(f"Your case [Help #{case.id}] is in.")
+    assert store.case_outbox(case.id)[0]["state"] == "sent"
+
 
 def test_drafts_a_crash_left_unbuilt_are_built_and_sent_on_restart(
     config: Config, mailbox: Mailbox, smtp: SmtpCapture
