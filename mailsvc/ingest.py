@@ -37,6 +37,7 @@ from mailsvc.model import (
     MailRef,
     MessageState,
     QueueMail,
+    QueueMap,
     ThreadMatch,
 )
 from mailsvc.outgoing import BuildResult, MailBuilder
@@ -94,16 +95,21 @@ class Pipeline:
         self.clock = clock
         lim = config.limits
         self.limits = ParseLimits(lim.max_message_bytes, lim.max_mime_depth, lim.max_parts, lim.max_headers)
-        self.timer_policies = {name: timer_policy(q) for name, q in config.queues.items()}
+        # Per queue; a case of a queue since removed from the configuration falls back to the default queue.
+        default = config.default_queue
+        self.timer_policies = QueueMap({name: timer_policy(q) for name, q in config.queues.items()}, default)
         self.max_automatic = config.auto_mail.max_per_hour
         self.context = ClassifyContext(own_addresses=config.own_addresses())
         self.tags: dict[str, re.Pattern[str]] = {n: compile_tag(q.subject_tag) for n, q in config.queues.items()}
-        self.queues = {
-            name: QueuePolicy(
-                name, tuple(Address(s.address, s.name) for s in q.staff), q.comment_address, self.tags[name]
-            )
-            for name, q in config.queues.items()
-        }
+        self.queues = QueueMap(
+            {
+                name: QueuePolicy(
+                    name, tuple(Address(s.address, s.name) for s in q.staff), q.comment_address, self.tags[name]
+                )
+                for name, q in config.queues.items()
+            },
+            default,
+        )
         self.team = TeamFigures(partial(first_responses, store), {n: p.hours for n, p in self.timer_policies.items()})
         self.queue_addresses = {name: q.address for name, q in config.queues.items()}
         self.token_key = config.trust.key()

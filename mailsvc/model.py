@@ -11,6 +11,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeVar
+
+_V = TypeVar("_V")
+
+
+class QueueMap(dict[str, _V]):
+    """Per-queue settings. A case of a queue no longer in the configuration is served by the default
+    queue's settings (staff, templates, timers), so its mail is still filed and answered."""
+
+    def __init__(self, items: Mapping[str, _V], default: str) -> None:
+        super().__init__(items)
+        self.default = default
+
+    def __missing__(self, queue: str) -> _V:
+        return self[self.default]
 
 
 class CaseStatus(StrEnum):

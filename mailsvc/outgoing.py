@@ -17,7 +17,7 @@ from email.utils import make_msgid
 from mailsvc.config import Config
 from mailsvc.expect import TeamFigures
 from mailsvc.log import get_logger
-from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, MailDraft, QueueMail
+from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, MailDraft, QueueMail, QueueMap
 from mailsvc.parse import ParseLimits, parse_message
 from mailsvc.render import ThreadIds, compose, recipient_groups
 from mailsvc.store import Store
@@ -44,8 +44,8 @@ class MailBuilder:
         self.store = store
         self.clock = clock
         self.limits = limits
-        self.views = {name: queue_view(config, name) for name in config.queues}
-        self.templates = queue_templates(config)
+        self.views = QueueMap({name: queue_view(config, name) for name in config.queues}, config.default_queue)
+        self.templates = QueueMap(queue_templates(config), config.default_queue)
         self.token_key = config.trust.key()
         self.team = team  # the acknowledgement's figures: when to expect an answer
         self.log = get_logger(component="outgoing")

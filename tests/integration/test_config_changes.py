@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from mailsvc.config import parse_config
 from mailsvc.ingest import Outcome, Pipeline
 from mailsvc.model import MailRef
@@ -13,12 +11,6 @@ from mailsvc.store import Store
 from mailsvc.testing.sandbox import mail, sandbox_config
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known defect: decide looks up the case's queue in the configured queues (KeyError), so a reply "
-    "to a case of a queue removed from the configuration is quarantined instead of filed into its case",
-)
 def test_a_reply_to_a_case_of_a_removed_queue_is_still_filed_into_it(tmp_path: Path) -> None:
     raw = sandbox_config(imap_port=1, imap_user="help", smtp_port=2, store=tmp_path / "mailsvc.db")
     raw["queues"]["billing"] = {"address": "billing@example.org", "display_name": "Billing"}
@@ -36,3 +28,7 @@ def test_a_reply_to_a_case_of_a_removed_queue_is_still_filed_into_it(tmp_path: P
     reply = mail(subject="Re: Invoice", message_id="<i2@example.net>", in_reply_to=ack)
     with store.transaction():
         assert after.handle(MailRef("INBOX", 1, 2), reply) == (Outcome.FILED, case_id)
+    # Whatever it sends goes out under the default queue's templates and address.
+    built = after.build_pending()
+    assert built.failed == 0
+    assert {row["state"] for row in store.case_outbox(case_id or 0)} == {"queued"}
