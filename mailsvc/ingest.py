@@ -187,6 +187,8 @@ class Pipeline:
         except Exception as exc:
             log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
             return self._quarantine(msg, ref, f"error: {type(exc).__name__}", now)
+        if applied.outbox_ids and applied.message_row is not None:
+            self.builder.known(msg, message_row=applied.message_row)  # the cause of this decision's mail
         log = log.bind(case_id=applied.case_id)
         log.info(
             "message_threaded", kind=found.kind.value, reason=found.reason, method=match.method,

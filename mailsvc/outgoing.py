@@ -50,6 +50,16 @@ class MailBuilder:
         self.team = team  # the acknowledgement's figures: when to expect an answer
         self.log = get_logger(component="outgoing")
         self._parsed: dict[tuple[str, int], InboundMessage] = {}
+        # Messages their stage parsed already (ingest, the scheduler), by what `_cause` looks up: used
+        # when the stored bytes are theirs (a rolled-back transaction may give a row id to another).
+        self._known: dict[tuple[str, int], InboundMessage] = {}
+
+    def known(self, msg: InboundMessage, *, message_row: int | None = None, request_of: int | None = None) -> None:
+        """Hand over a parsed message the drafts of this pass may follow: parsed once, not again."""
+        if message_row is not None:
+            self._known[("message", message_row)] = msg
+        if request_of is not None:
+            self._known[("request", request_of)] = msg
 
     def draft(self, action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
         """What the transaction records of a mail: Message-ID, envelope, and what to build it from.
@@ -102,6 +112,7 @@ class MailBuilder:
                     log.debug("mail_built", size=len(raw))
                     result.built += 1
         self._parsed.clear()
+        self._known.clear()
         return result
 
     def _build(self, pending: PendingDraft) -> bytes:
@@ -132,7 +143,11 @@ class MailBuilder:
         msg = self._parsed.get(key)
         if msg is None:
             raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
-            msg = self._parsed[key] = parse_message(raw or b"", self.limits)
+            known = self._known.get(key)
+            if known is not None and raw is not None and known.raw == raw:
+                msg = self._parsed[key] = known
+            else:
+                msg = self._parsed[key] = parse_message(raw or b"", self.limits)
         return msg
 
     def _requester_thread(self, pending: PendingDraft, cause: InboundMessage) -> ThreadIds:

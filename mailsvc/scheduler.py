@@ -116,6 +116,8 @@ class Scheduler:
         p = self.pipeline
         request = parse_message(raw or b"", p.limits)
         applied = self.store.apply_timers(Decision(case_id, queue, actions), request, p.compose, p.clock())
+        if applied.outbox_ids:
+            p.builder.known(request, request_of=case_id)  # the mail it queued follows the request: parsed once
         log_applied(self.log.bind(case_id=case_id, **fields), applied)
         metrics.count_applied(applied)
         return applied
