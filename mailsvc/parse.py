@@ -23,6 +23,7 @@ from mailsvc.mime import (
     bounded_policy,
     clean_text,
     decode_base64,
+    decode_base64_text,
     decode_bytes,
     decode_words,
     neutralise_charsets,
@@ -52,6 +53,7 @@ _HEADER_SCAN = 256 * 1024  # of a message over max_bytes, only this much is read
 _HEADER_VALUE_MAX = 64 * 1024
 _HTML_MAX = 2 * 1024 * 1024
 _DEFECTS_MAX = 100
+_FEED_BYTES = 1024 * 1024
 
 _MSGID = re.compile(r"<([^<>]*)>")
 _SPACE = re.compile(r"[\s\x00-\x1f\x7f]+")
@@ -232,7 +234,9 @@ def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: 
 
     parser: BytesFeedParser[EmailMessage] = BytesFeedParser(_factory=new_part, policy=parse_policy)
     left = max_parts  # the parser calls its factory once to learn its signature
-    parser.feed(raw)
+    # In pieces: fed whole, the parser holds the message as one string and as its lines at the same time.
+    for start in range(0, len(raw), _FEED_BYTES):
+        parser.feed(raw[start : start + _FEED_BYTES])
     return parser.close()
 
 
@@ -336,11 +340,22 @@ def _payload(part: EmailMessage, problems: list[str]) -> bytes:
         if cte != cte.strip() and cte.strip() in ("base64", "quoted-printable"):
             encoded = str(part.get_payload(decode=False)).encode("utf-8", "replace")
             return decode_base64(encoded) if cte.strip() == "base64" else binascii.a2b_qp(encoded)
+        if cte == "base64" and _large_plain_base64(part):
+            return decode_base64_text(str(part.get_payload(decode=False)))
         data = part.get_payload(decode=True)
     except Exception as exc:
         problems.append(f"payload: {type(exc).__name__}")
         return b""
     return data if isinstance(data, bytes) else b""
+
+
+def _large_plain_base64(part: EmailMessage) -> bool:
+    """A body over a piece, with padding at its end only (so decoding it in pieces reads what the email
+    package would)."""
+    payload = part.get_payload(decode=False)
+    if not isinstance(payload, str) or len(payload) <= _FEED_BYTES:
+        return False
+    return "=" not in payload.rstrip().rstrip("=")
 
 
 def _part_text(part: EmailMessage, info: _PartInfo, problems: list[str]) -> str:
