@@ -161,7 +161,7 @@ class Pipeline:
         """File one message; the caller holds the transaction. Returns the outcome and case id.
 
         `queue`: where a new case opens when its recipients name no queue (the folder's own queue)."""
-        msg = parse_message(raw, self.limits)
+        msg = parse_message(raw, self.limits, attachment_data=False)
         log = self.log.bind(uid=ref.uid, message_id=msg.message_id)
         log.debug("message_fetched", size=len(raw), mailbox=ref.mailbox)
         now = self.clock()

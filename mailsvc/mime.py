@@ -9,6 +9,7 @@ import binascii
 import codecs
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
@@ -161,15 +162,22 @@ def decode_base64(data: bytes) -> bytes:
 def decode_base64_text(text: str, piece: int = 1024 * 1024) -> bytes:
     """A base64 body (as the email parser holds it) decoded `piece` characters at a time: the email
     package makes three whole copies of a body first (about 100 MB for a 24 MB attachment)."""
-    decoded: list[bytes] = []
+    return b"".join(_base64_pieces(text, piece))
+
+
+def base64_size(text: str, piece: int = 1024 * 1024) -> int:
+    """How many bytes a base64 body decodes to, never holding more than a piece of them."""
+    return sum(len(decoded) for decoded in _base64_pieces(text, piece))
+
+
+def _base64_pieces(text: str, piece: int) -> Iterator[bytes]:
     carry = b""
     for start in range(0, len(text), piece):
         chunk = carry + _NOT_BASE64.sub(b"", text[start : start + piece].encode("ascii", "replace"))
         whole = len(chunk) - len(chunk) % 4
-        decoded.append(binascii.a2b_base64(chunk[:whole]))
+        yield binascii.a2b_base64(chunk[:whole])
         carry = chunk[whole:]
-    decoded.append(decode_base64(carry))
-    return b"".join(decoded)
+    yield decode_base64(carry)
 
 
 def _word_bytes(kind: str, text: str) -> bytes:

@@ -51,7 +51,8 @@ class MailBuilder:
         self.log = get_logger(component="outgoing")
         self._parsed: dict[tuple[str, int], InboundMessage] = {}
         # Messages their stage parsed already (ingest, the scheduler), by what `_cause` looks up: used
-        # when the stored bytes are theirs (a rolled-back transaction may give a row id to another).
+        # when the stored message has their content hash (a rolled-back transaction may give its row id
+        # to another mail), which is read instead of the bytes (a large mail is not read back whole).
         self._known: dict[tuple[str, int], InboundMessage] = {}
 
     def known(self, msg: InboundMessage, *, message_row: int | None = None, request_of: int | None = None) -> None:
@@ -142,13 +143,20 @@ class MailBuilder:
         key = ("message", pending.cause) if pending.cause is not None else ("request", case_id)
         msg = self._parsed.get(key)
         if msg is None:
-            raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
             known = self._known.get(key)
-            if known is not None and raw is not None and known.raw == raw:
+            # Filing keeps no attachment bytes: a mail that forwards them reads the stored message.
+            usable = known is not None and not (pending.draft.attach and known.attachments)
+            if usable and known is not None and known.content_hash == self._stored_hash(key):
                 msg = self._parsed[key] = known
             else:
+                raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
                 msg = self._parsed[key] = parse_message(raw or b"", self.limits)
         return msg
+
+    def _stored_hash(self, key: tuple[str, int]) -> str | None:
+        if key[0] == "message":
+            return self.store.message_hash(key[1])
+        return self.store.message_hash(request_of=key[1])
 
     def _requester_thread(self, pending: PendingDraft, cause: InboundMessage) -> ThreadIds:
         """Only what the requester received or sent up to this mail's decision: never a staff

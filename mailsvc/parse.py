@@ -8,7 +8,8 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.feedparser import BytesFeedParser
 from email.message import EmailMessage
@@ -20,6 +21,7 @@ from inscriptis import get_text
 from mailsvc.mime import (
     SERIALIZE_POLICY,
     addresses,
+    base64_size,
     bounded_policy,
     clean_text,
     decode_base64,
@@ -62,10 +64,13 @@ _LINEBREAK = re.compile(r"\r\n|\r|\n")
 _BLANK_RUN = re.compile(r"\n{4,}")
 
 
-def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> InboundMessage:
-    """What the help desk needs of one message; over a limit or without a sender it is quarantined."""
+def parse_message(raw: bytes, limits: ParseLimits = ParseLimits(), *, attachment_data: bool = True) -> InboundMessage:
+    """What the help desk needs of one message; over a limit or without a sender it is quarantined.
+
+    Without `attachment_data`, attachments keep their name and size but not their bytes (filing stores
+    no more; the mail that forwards them parses the stored message again)."""
     try:
-        return _parse(bytes(raw), limits)
+        return _parse(bytes(raw), limits, attachment_data)
     except Exception as exc:  # the contract is "never raises": a bug here must not stop ingestion
         data = raw if isinstance(raw, bytes) else b""
         return InboundMessage(
@@ -93,8 +98,48 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> InboundMes
 def content_hash(raw: bytes) -> str:
     """sha256 of the origin fields (From, To, Cc, Subject, Date, Message-ID, In-Reply-To, References,
     MIME-Version, Content-*) and the body, with LF line ends: equal for every delivery of one mail."""
-    data = raw.replace(b"\r\n", b"\n")
+    return hash_in_pieces(raw, _FEED_BYTES)
+
+
+def hash_in_pieces(raw: bytes, piece: int) -> str:
+    """content_hash, reading the body `piece` bytes at a time (a large mail is not copied whole)."""
+    pieces = _lf_pieces(raw, piece)
+    data = b""
+    for part in pieces:
+        data += part
+        if _head_complete(data):
+            break
+    found = _digest(data, pieces)
+    if found is None:  # not a header block we know: all of it counts, so nothing unlike is taken for a copy
+        data = raw.replace(b"\r\n", b"\n")
+        return hashlib.sha256((data.partition(b"\n")[2] if data.startswith(b"From ") else data).strip()).hexdigest()
+    return found
+
+
+def _lf_pieces(raw: bytes, size: int) -> Iterator[bytes]:
+    """`raw` with CRLF as LF, in pieces (a CR ending one piece waits for the next)."""
+    carry = b""
+    for start in range(0, len(raw), size):
+        part = carry + raw[start : start + size]
+        carry = b"\r" if part.endswith(b"\r") else b""
+        yield (part[:-1] if carry else part).replace(b"\r\n", b"\n")
+    if carry:
+        yield carry
+
+
+def _head_complete(data: bytes) -> bool:
+    start = 0
     if data.startswith(b"From "):  # the mbox envelope line also differs per delivery
+        start = data.find(b"\n") + 1
+        if not start:
+            return False
+    return data.startswith(b"\n", start) or data.find(b"\n\n", start) >= 0
+
+
+def _digest(data: bytes, rest: Iterator[bytes]) -> str | None:
+    """The hash of `data` (the start of the mail, its header block whole) and then `rest`; None without
+    an origin field."""
+    if data.startswith(b"From "):
         data = data.partition(b"\n")[2]
     if data.startswith(b"\n"):
         head, body = b"", data[1:]
@@ -107,13 +152,15 @@ def content_hash(raw: bytes) -> str:
         key = name.strip().lower()
         if key in _ORIGIN_FIELDS or key.startswith(b"content-"):
             fields.append(key + b":" + b" ".join(value.split()))
-    if not fields:  # not a header block we know: all of it counts, so nothing unlike is taken for a copy
-        return hashlib.sha256(data.strip()).hexdigest()
+    if not fields:
+        return None
     # In the order written per field name; a forwarder may reorder the block, never one field's copies.
     fields.sort(key=lambda field: field.partition(b":")[0])
     digest = hashlib.sha256(b"\n".join(fields))
     digest.update(b"\n\n")
     digest.update(body)
+    for part in rest:
+        digest.update(part)
     return digest.hexdigest()
 
 
@@ -148,6 +195,7 @@ class _Body:
     html: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
     reason: str | None = None
+    keep_data: bool = True  # attachments' bytes, or only their size
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +211,14 @@ class _PartInfo:
         return self.content_type.partition("/")[0]
 
 
-def _parse(raw: bytes, limits: ParseLimits) -> InboundMessage:
+def _parse(raw: bytes, limits: ParseLimits, attachment_data: bool = True) -> InboundMessage:
     problems: list[str] = []
     too_large = len(raw) > limits.max_bytes
     block = read_header_block(raw, limits.max_headers, _HEADER_SCAN if too_large else len(raw), _HEADER_VALUE_MAX)
     reason = "too_large" if too_large else "too_many_headers" if block.too_many else None
     body = _Body()
     if reason is None:
-        body = _read_body(raw, limits, problems)
+        body = _read_body(raw, limits, problems, attachment_data)
         reason = body.reason
 
     problems.extend(f"header:{name.lower()}: cut to its first and last {_HEADER_VALUE_MAX // 2}" for name in block.cut)
@@ -208,7 +256,7 @@ def _parse(raw: bytes, limits: ParseLimits) -> InboundMessage:
     )
 
 
-def _read_body(raw: bytes, limits: ParseLimits, problems: list[str]) -> _Body:
+def _read_body(raw: bytes, limits: ParseLimits, problems: list[str], attachment_data: bool = True) -> _Body:
     policy = bounded_policy(problems)
     try:
         message = _parse_mime(neutralise_charsets(raw), policy, limits.max_parts)
@@ -219,7 +267,7 @@ def _read_body(raw: bytes, limits: ParseLimits, problems: list[str]) -> _Body:
     except Exception as exc:
         problems.append(f"mime: {type(exc).__name__}")
         return _Body(reason="unparseable")
-    return _walk(message, limits, problems)
+    return _walk(message, limits, problems, attachment_data)
 
 
 def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: int) -> EmailMessage:
@@ -240,9 +288,9 @@ def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: 
     return parser.close()
 
 
-def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str]) -> _Body:
+def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str], attachment_data: bool = True) -> _Body:
     """Body and attachments, depth first in order; attached messages are not descended."""
-    body = _Body()
+    body = _Body(keep_data=attachment_data)
     stack: list[tuple[EmailMessage, int, str]] = [(message, 0, "")]
     seen = 0
     while stack:
@@ -260,7 +308,8 @@ def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str]) -> _B
             if not part.is_multipart():
                 _add_leaf(part, info, parent, body, problems)
             elif info.maintype == "message":
-                body.attachments.append(_enclosed(part, info, problems))
+                enclosed = _enclosed(part, info, problems)
+                body.attachments.append(enclosed if body.keep_data else replace(enclosed, data=b""))
             else:
                 children = [child for child in part.get_payload() if isinstance(child, EmailMessage)]
                 subtype = info.content_type.partition("/")[2]
@@ -319,12 +368,12 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
             if text.strip() or not body.plain:
                 body.plain.append(text)
         return
-    data = _payload(part, problems)
+    size, data = _payload_size(part, problems) if not body.keep_data else (-1, _payload(part, problems))
     body.attachments.append(
         Attachment(
             filename=safe_filename(info.filename or ""),
             content_type=info.content_type,
-            size=len(data),
+            size=len(data) if size < 0 else size,
             data=data,
             content_id=info.content_id,
             inline=info.content_id is not None and info.disposition != "attachment",
@@ -347,6 +396,13 @@ def _payload(part: EmailMessage, problems: list[str]) -> bytes:
         problems.append(f"payload: {type(exc).__name__}")
         return b""
     return data if isinstance(data, bytes) else b""
+
+
+def _payload_size(part: EmailMessage, problems: list[str]) -> tuple[int, bytes]:
+    """The decoded size of a leaf's body, without its bytes (a large base64 body is never decoded whole)."""
+    if str(part.get("content-transfer-encoding") or "").lower() == "base64" and _large_plain_base64(part):
+        return base64_size(str(part.get_payload(decode=False))), b""
+    return len(_payload(part, problems)), b""
 
 
 def _large_plain_base64(part: EmailMessage) -> bool:

@@ -59,6 +59,7 @@ __all__ = ["STORE_ERRORS", "Applied", "OutboxEntry", "OutboxMail", "Store", "sto
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
 DEFAULT_BUSY_TIMEOUT = 30.0
+_BLOB_PIECE = 1024 * 1024
 
 
 def store_path_problem(path: Path) -> str | None:
@@ -329,11 +330,13 @@ class Store(DraftQueries, OperationsQueries):
                 _ts(now),
                 msg.text,
                 "\n".join(msg.defects),
-                msg.raw,
+                msg.raw if len(msg.raw) <= _BLOB_PIECE else b"",
             ),
         )
         row = cur.lastrowid
         assert row is not None
+        if len(msg.raw) > _BLOB_PIECE:
+            self._write_raw(row, msg.raw)
         self.db.executemany(
             "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
             [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
@@ -341,6 +344,14 @@ class Store(DraftQueries, OperationsQueries):
         if ref:
             self._advance(ref)
         return row
+
+    def _write_raw(self, message_row: int, raw: bytes) -> None:
+        """A large message's bytes a piece at a time: bound whole, SQLite copies them twice more."""
+        self.db.execute("UPDATE messages SET raw = zeroblob(?) WHERE id = ?", (len(raw), message_row))
+        view = memoryview(raw)
+        with self.db.blobopen("messages", "raw", message_row) as blob:
+            for start in range(0, len(raw), _BLOB_PIECE):
+                blob.write(view[start : start + _BLOB_PIECE])
 
     def _event(self, case_id: int, now: datetime, event: str, detail: str = "") -> None:
         self.db.execute(
