@@ -142,15 +142,16 @@ class MailBuilder:
         """The message the mail answers; timer mail has none of its own and follows the case's request."""
         key = ("message", pending.cause) if pending.cause is not None else ("request", case_id)
         msg = self._parsed.get(key)
-        if msg is None:
-            known = self._known.get(key)
-            # Filing keeps no attachment bytes: a mail that forwards them reads the stored message.
-            usable = known is not None and not (pending.draft.attach and known.attachments)
-            if usable and known is not None and known.content_hash == self._stored_hash(key):
-                msg = self._parsed[key] = known
-            else:
-                raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
-                msg = self._parsed[key] = parse_message(raw or b"", self.limits)
+        # Filing keeps no attachment bytes: a mail that forwards them reads the stored message.
+        if msg is not None and not (pending.draft.attach and _without_bytes(msg)):
+            return msg
+        known = self._known.get(key)
+        usable = known is not None and not (pending.draft.attach and _without_bytes(known))
+        if usable and known is not None and known.content_hash == self._stored_hash(key):
+            self._parsed[key] = known
+            return known
+        raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
+        msg = self._parsed[key] = parse_message(raw or b"", self.limits)
         return msg
 
     def _stored_hash(self, key: tuple[str, int]) -> str | None:
@@ -167,3 +168,8 @@ class MailBuilder:
         parent = next((e.message_id for e in reversed(entries) if e.from_requester), None)
         earlier = cause.references if parent is not None and cause.message_id == parent else ()
         return ThreadIds(parent, (*earlier, *(e.message_id for e in entries)))
+
+
+def _without_bytes(msg: InboundMessage) -> bool:
+    """Parsed for filing: its attachments have a size but not their bytes."""
+    return any(a.size and not a.data for a in msg.attachments)
