@@ -14,12 +14,12 @@ import binascii
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.header import Header
 from email.utils import encode_rfc2231, formataddr
 
 MAX_LINE = 78  # RFC 5322's recommended length, as the email package folds
 CRLF = b"\r\n"
 _LONGEST_WORD = 900  # RFC 5322 allows lines of 998 octets
+_WORD_BYTES = 45  # of text in one encoded word: 10 + 60 (base64) + 2 characters, under RFC 2047's 75
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +49,24 @@ def fold(name: str, value: str) -> bytes:
     return ("\r\n".join(out) + "\r\n").encode("utf-8")
 
 
-def _encoded_words(text: str, name: str) -> str:
-    """`text` as RFC 2047 encoded words (UTF-8), each fitting a folded line; space-separated."""
-    encoded = Header(text, "utf-8", maxlinelen=MAX_LINE, header_name=name).encode(linesep="\n")
-    return " ".join(encoded.split())
+def _encoded_words(text: str) -> str:
+    """`text` as RFC 2047 encoded words (UTF-8, base64), each at most 75 characters; space-separated.
+    A word never splits a character (RFC 2047 section 5)."""
+    words: list[str] = []
+    chunk = b""
+    for char in text:
+        data = char.encode("utf-8", "surrogatepass")
+        if len(chunk) + len(data) > _WORD_BYTES:
+            words.append(_word(chunk))
+            chunk = b""
+        chunk += data
+    if chunk or not words:
+        words.append(_word(chunk))
+    return " ".join(words)
+
+
+def _word(data: bytes) -> str:
+    return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
 
 
 def text_field(name: str, value: str, *, utf8: bool = False) -> bytes:
@@ -60,7 +74,7 @@ def text_field(name: str, value: str, *, utf8: bool = False) -> bytes:
     encoded words otherwise, and for a word too long for one line (they can be split)."""
     if (value.isascii() or utf8) and all(len(word) <= _LONGEST_WORD for word in value.split(" ")):
         return fold(name, value)
-    return fold(name, _encoded_words(value, name))
+    return fold(name, _encoded_words(value))
 
 
 def mailbox(display_name: str, addr: str, *, utf8: bool = False) -> str:
@@ -72,7 +86,7 @@ def mailbox(display_name: str, addr: str, *, utf8: bool = False) -> str:
     if utf8:
         quoted = display_name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{addr}>'
-    return f"{_encoded_words(display_name, 'To')} <{addr}>"
+    return f"{_encoded_words(display_name)} <{addr}>"
 
 
 def address_field(name: str, mailboxes: Sequence[str]) -> bytes:

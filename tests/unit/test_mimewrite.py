@@ -1,3 +1,4 @@
+import re
 from email import message_from_bytes, message_from_string
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8, default
@@ -29,6 +30,7 @@ def test_any_subject_and_display_name_read_back_as_written(subject: str, name: s
     ]
     raw = b"".join(fields)
     assert raw.isascii()
+    assert all(len(word) <= 75 for word in re.findall(rb"=\?utf-8\?b\?[^?]*\?=", raw))  # RFC 2047
     mail = _mail(fields, mimewrite.text_part("x", "plain"))
     assert str(mail["Subject"]) == subject
     (sender,) = mail["From"].addresses
