@@ -7,7 +7,7 @@ import hashlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailsvc.parse import _ORIGIN_FIELDS, hash_in_pieces
+from mailsvc.contenthash import ORIGIN_FIELDS, hash_in_pieces
 
 
 def whole(raw: bytes) -> str:
@@ -24,7 +24,7 @@ def whole(raw: bytes) -> str:
     for line in unfolded.split(b"\n"):
         name, _, value = line.partition(b":")
         key = name.strip().lower()
-        if key in _ORIGIN_FIELDS or key.startswith(b"content-"):
+        if key in ORIGIN_FIELDS or key.startswith(b"content-"):
             fields.append(key + b":" + b" ".join(value.split()))
     if not fields:
         return hashlib.sha256(data.strip()).hexdigest()
