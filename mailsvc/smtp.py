@@ -242,10 +242,13 @@ class Sender:
         log.info("mail_sent", rcpt=list(mail.rcpt_to), attempts=mail.attempts + 1)
         metrics.mail_sent(mail.purpose, mail.created_at, self.clock())
         self._unrecorded[mail.id] = _Outcome(mail, OutboxState.SENT, self.clock())
+        # At once, before the next mail goes: a kill sends at most this one again.
+        self._record()
 
     def _record(self) -> bool:
-        """Record the outcome of every mail tried since the last record, in one transaction; False (logged)
-        while the store fails: they are kept, and mail the server accepted is never sent again."""
+        """Record the outcome of every mail tried since the last record (a deferral or failure rides with
+        the next accepted mail's record, or the batch's end), in one transaction; False (logged) while
+        the store fails: they are kept, and mail the server accepted is never sent again."""
         if not self._unrecorded:
             return True
         outcomes = list(self._unrecorded.values())
@@ -295,10 +298,9 @@ class Sender:
         )
 
     async def drain(self) -> int:
-        """Send everything due now; returns how many were accepted. The outcomes of each batch taken
-        from the outbox are recorded in one transaction. Stops early while the server is unavailable
-        (held: one failed connection defers the rest) or the store fails (nothing is sent that could
-        not be recorded)."""
+        """Send everything due now; returns how many were accepted. Stops early while the server is
+        unavailable (held: one failed connection defers the rest) or the store fails (nothing is sent
+        that could not be recorded)."""
         sent = 0
         attempted: set[int] = set()
         while not self._waiting():
