@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from mailsvc.config import load_config
-from mailsvc.log import get_logger
+from mailsvc.log import configure, get_logger
 from mailsvc.retention import purge
 from mailsvc.store import Store
 from mailsvc.store.retention import Erased
@@ -27,6 +27,7 @@ def _line(what: str, e: Erased) -> str:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    configure(config.log.format, config.log.level)
     store = Store.open(config.store.path, config.store.busy_timeout)
     try:
         done = purge(config, store, datetime.now(UTC), dry_run=args.dry_run)
@@ -43,6 +44,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_forget(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    configure(config.log.format, config.log.level)
     address = args.address.strip()
     if "@" not in address:
         print(f"mailsvc forget: {address!r} is not a mail address", flush=True)

@@ -112,7 +112,8 @@ def run_once(config: Config) -> int:
             source.close()
         log.info(
             "pass_finished", folder=spec.key, filed=result.filed, quarantined=result.quarantined,
-            duplicates=result.duplicates, moved=result.moved,
+            duplicates=result.duplicates, moved=result.moved, junk=result.junk, history=result.history,
+            skipped=result.skipped,
         )  # fmt: skip
     tick = Scheduler(pipeline).tick()
     log.info("timers_checked", timers=tick.timers, mails=tick.mails, notices=tick.notices)
