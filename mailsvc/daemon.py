@@ -184,7 +184,7 @@ def watch_mailbox(
                 if result.filed or result.quarantined or result.duplicates or result.moved:
                     log.info("pass_finished", folder=source.mailbox, filed=result.filed,
                              quarantined=result.quarantined, duplicates=result.duplicates,
-                             moved=result.moved)  # fmt: skip
+                             moved=result.moved, junk=result.junk, history=result.history)  # fmt: skip
                     # Mail that arrived during this pass may have been announced in a
                     # SEARCH or MOVE response, which IDLE will not repeat: look again first.
                     continue
