@@ -108,6 +108,7 @@ class Pipeline:
         self.max_automatic = config.auto_mail.max_per_hour
         self.screening = Screening(config)
         self.context = ClassifyContext(own_addresses=config.own_addresses(), spam=self.screening.spam)
+        self.staff_context = ClassifyContext(own_addresses=config.own_addresses())
         self.tags: dict[str, re.Pattern[str]] = {n: compile_tag(q.subject_tag) for n, q in config.queues.items()}
         self.queues = QueueMap(
             {
@@ -188,6 +189,9 @@ class Pipeline:
                 found = classified.found
                 match, token_case = self.thread(msg, classified.bounced_id)
                 sender = verify_sender(msg, self.trust, token_case)
+                if sender.trusted and found.kind is MessageKind.JUNK:
+                    # A verified staff mail is not spam, whatever a filter thought of it.
+                    found = classify_mail(msg, self.staff_context).found
                 queue = route_queue(msg, self.queue_addresses) or queue or self.config.default_queue
                 screen = self.screening.screen(msg, queue, sender.staff, self.store.denied_senders)
                 decision = decide(

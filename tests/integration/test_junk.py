@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from mailsvc import metrics
 from mailsvc.cli import main
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import run_once
 from mailsvc.store import Store
+from mailsvc.store.figures import store_gauges
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import Captured, SmtpCapture
@@ -57,6 +59,10 @@ def message_ids(mailbox: Mailbox, folder: str) -> set[str]:
     return found
 
 
+def junk_counted(reason: str) -> float:
+    return metrics.REGISTRY.get_sample_value("mailsvc_junk_total", {"reason": reason}) or 0.0
+
+
 def purposes(store: Store) -> list[tuple[int, str, str]]:
     rows = store.db.execute("SELECT case_id, purpose, rcpt_to FROM outbox ORDER BY id").fetchall()
     return [(r[0], r[1], r[2]) for r in rows]
@@ -73,6 +79,7 @@ def test_spam_marked_by_spamassassin_gets_no_answer_and_lands_in_junk(
     ham = spamd.filter(mail(subject="VPN drops", message_id="<ham-1@example.net>"))
     assert b"X-Spam-Flag: YES" in spam and b"X-Spam-Flag" not in ham, "spamd marks only the spam"
     mailbox.append([spam, ham])
+    before = junk_counted("spamassassin")
 
     assert run_once(config) == 0
 
@@ -87,6 +94,8 @@ def test_spam_marked_by_spamassassin_gets_no_answer_and_lands_in_junk(
     assert all(c.junk is None for c in store.list_cases(junk.status)), "a junk case is in no other status list"
     assert message_ids(mailbox, "Junk") == {"<spam-1@lottery.example>"}
     assert message_ids(mailbox, "Processed") == {"<ham-1@example.net>"}
+    assert junk_counted("spamassassin") == before + 1
+    assert store_gauges(store, 0).cases == {("help", "junk"): 1, ("help", "open"): 1}
     report = store.report_cases(0)
     assert [r["id"] for r in report] != [] and junk.id not in [r["id"] for r in report], "junk is not in the report"
 
@@ -233,3 +242,19 @@ def test_spam_block_and_notspam_by_mail(
     assert case.junk is None and case.status.value == "open", "#notspam gives back the status it had"
     assert [c.id for c in store.list_cases(junk=True)] != [case.id]
     assert case.id in [c.id for c in store.list_cases(case.status)]
+
+
+def test_a_verified_staff_answer_is_relayed_whatever_the_filter_thought(
+    config: Config, mailbox: Mailbox, smtp: SmtpCapture, spamd: PrivateSpamd
+) -> None:
+    mailbox.append(mail(subject="Printer", message_id="<p@example.net>"))
+    run_once(config)
+    (notify,) = sent(smtp, "bob@example.org")
+    answer = spamd.filter(staff_mail(notify, "Try this: " + GTUBE))
+    assert b"X-Spam-Flag: YES" in answer
+    mailbox.append(answer)
+    run_once(config)
+
+    (relay,) = [c for c in sent(smtp, "alice@example.net") if c.message["Auto-Submitted"] == "auto-generated"]
+    assert "Try this" in body(relay)
+    assert Store.open(config.store.path).list_cases(junk=True) == []
