@@ -135,13 +135,15 @@ def test_import_an_archive_as_history(
     other = mail(subject="New phone", sender="carl@example.net", message_id="<p1@example.net>")
     path = tmp_path / f"archive.{kind}"
     box: stdlib_mailbox.Mailbox[Any] = stdlib_mailbox.mbox(path) if kind == "mbox" else stdlib_mailbox.Maildir(path)
-    for raw in (first, reply, other):
+    no_sender = b"To: help@example.org\r\nSubject: who?\r\nMessage-ID: <anon@example.net>\r\n\r\nno From at all\r\n"
+    for raw in (first, reply, other, no_sender):
         box.add(raw)
     box.close()
 
     args = ["import", kind, str(path), "-c", str(tmp_path / "mailsvc.yaml")]
     assert main(args) == 0
-    assert "imported 3 message(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported 4 message(s)" in out and "3 filed in 2 case(s), 0 junk, 0 already there, 1 quarantined" in out
     store = Store.open(config.store.path)
     cases = {c.subject: c for c in store.list_cases()}
     assert sorted(cases) == ["Laptop broken", "New phone"]
@@ -150,6 +152,6 @@ def test_import_an_archive_as_history(
     assert store.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0, "an archive is history: no mail"
 
     assert main(args) == 0
-    assert "0 filed in 0 case(s), 0 junk, 3 already there" in capsys.readouterr().out
+    assert "0 filed in 0 case(s), 0 junk, 4 already there" in capsys.readouterr().out
     run_once(config)
     assert smtp.messages == []
