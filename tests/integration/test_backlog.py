@@ -155,3 +155,14 @@ def test_import_an_archive_as_history(
     assert "0 filed in 0 case(s), 0 junk, 4 already there" in capsys.readouterr().out
     run_once(config)
     assert smtp.messages == []
+
+
+def test_import_refuses_an_unknown_queue_and_a_missing_archive(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_config(tmp_path, mailbox, smtp)
+    path = str(tmp_path / "mailsvc.yaml")
+    assert main(["import", "mbox", str(tmp_path / "none.mbox"), "--queue", "sales", "-c", path]) == 2
+    assert "--queue: no queue 'sales' (queues: help)" in capsys.readouterr().err
+    assert main(["import", "maildir", str(tmp_path / "no-such-maildir"), "-c", path]) == 1
+    assert "cannot read maildir" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,23 @@ def test_allow_list_refuses_others_politely_within_the_rate_limit_and_deny_and_n
     assert len(message_ids(mailbox, "Junk")) == 8 and len(message_ids(mailbox, "Processed")) == 2
 
 
+def test_senders_list_shows_the_configuration_and_the_store(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    senders = {"allow": ["*.example.net"], "deny": ["bad@partner.example"], "no_ack": ["monitor@example.net"]}
+    config = make_config(tmp_path, mailbox, smtp, queue={"senders": senders})
+    path = str(config_path(config))
+    capsys.readouterr()
+    assert main(["senders", "list", "--json", "-c", path]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["rule"], r["pattern"], r["source"]) for r in rows] == [
+        ("allow", "*.example.net", "config"), ("deny", "bad@partner.example", "config"),
+        ("no_ack", "monitor@example.net", "config"),
+    ]  # fmt: skip
+    assert main(["senders", "remove", "help", "bad@partner.example", "-c", path]) == 1, "the file's rules stay"
+    assert "no stored rule for bad@partner.example" in capsys.readouterr().out
+
+
 # -- 4. staff commands ------------------------------------------------------------------------------------
 
 
@@ -230,6 +248,9 @@ def test_spam_block_and_notspam_by_mail(
     assert main(["senders", "list", "-c", str(config_path(config))]) == 0
     out = capsys.readouterr().out
     assert "help         deny    seller@pills.example" in out and "#spam block by bob@example.org" in out
+    assert main(["senders", "list", "--json", "-c", str(config_path(config))]) == 0
+    (rule,) = json.loads(capsys.readouterr().out)
+    assert (rule["pattern"], rule["source"], rule["case_id"]) == ("seller@pills.example", "#spam block", case.id)
 
     mailbox.append(mail(subject="More pills", sender="Seller@Pills.example"))
     run_once(config)
@@ -242,6 +263,13 @@ def test_spam_block_and_notspam_by_mail(
     assert case.junk is None and case.status.value == "open", "#notspam gives back the status it had"
     assert [c.id for c in store.list_cases(junk=True)] != [case.id]
     assert case.id in [c.id for c in store.list_cases(case.status)]
+
+    capsys.readouterr()
+    assert main(["senders", "remove", "help", "Seller@Pills.example", "-c", str(config_path(config))]) == 0
+    assert capsys.readouterr().out == "removed: Seller@Pills.example in queue help\n"
+    mailbox.append(mail(subject="Pills again", sender="seller@pills.example"))
+    run_once(config)
+    assert len(sent(smtp, "seller@pills.example")) == 1, "no longer denied: acknowledged like anyone"
 
 
 def test_a_verified_staff_answer_is_relayed_whatever_the_filter_thought(

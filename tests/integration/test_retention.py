@@ -150,3 +150,20 @@ def test_forget_erases_one_person_and_prints_what_it_removed(
     assert content(store, case_id) == [(0, 0, "request"), (0, 0, "staff_reply")]
     carl = [c for c in store.list_cases() if c.requester.addr == "carl@example.net"]
     assert len(carl) == 1 and content(store, carl[0].id)[0][1] > 0, "nobody else's data is touched"
+
+
+def test_purge_without_retention_and_forget_of_no_address(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = sandbox_config(
+        imap_port=mailbox.port, imap_user=mailbox.user, smtp_port=smtp.port, store=tmp_path / "mailsvc.db"
+    )
+    path = str(write_config(tmp_path / "mailsvc.yaml", raw))
+    capsys.readouterr()
+    assert main(["purge", "-c", path]) == 0
+    assert capsys.readouterr().out == "no queue has retention.closed_after: nothing to purge\n"
+    assert main(["forget", "alice", "-c", path]) == 2
+    assert "'alice' is not a mail address" in capsys.readouterr().out
+    assert main(["forget", "nobody@example.net", "-c", path]) == 0
+    nothing = "erased: 0 case(s), 0 message(s), 0 attachment(s), 0 outgoing mail(s)"
+    assert said(capsys.readouterr().out, "erased:") == nothing
