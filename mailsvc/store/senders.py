@@ -107,12 +107,6 @@ class SenderQueries:
         """The server copies are in the junk folder (or gone): nothing more to move."""
         self.db.executemany("UPDATE messages SET junk_move = 'done' WHERE id = ?", [(r,) for r in rows])
 
-    def junk_case_ids(self, limit: int = 200) -> list[int]:
-        rows = self.db.execute(
-            "SELECT id FROM cases WHERE junk_at IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [r[0] for r in rows]
-
     # --- sender rules
 
     def denied_senders(self, queue: str) -> tuple[str, ...]:
