@@ -57,7 +57,9 @@ class SenderQueries:
                 if move:
                     moving = self.db.execute(
                         "UPDATE messages SET junk_move = 'pending' WHERE case_id = ? AND state = 'filed' "
-                        "AND mailbox IS NOT NULL AND message_id IS NOT NULL AND coalesce(kind, '') <> 'junk'",
+                        "AND mailbox IS NOT NULL AND message_id IS NOT NULL "
+                        # Junk is there already; the team's own mail (the #spam itself) is not junk.
+                        "AND coalesce(kind, '') NOT IN ('junk', 'staff_reply', 'comment', 'command')",
                         (case_id,),
                     ).rowcount
                 self._event(case_id, now, "junk_marked", reason)

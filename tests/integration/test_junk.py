@@ -241,7 +241,7 @@ def test_spam_block_and_notspam_by_mail(
     run_once(config)
     case = store.case_by_id(case.id) or case
     assert case.junk == "#spam by bob@example.org" and case.status.value == "open"
-    assert "<pills-1@pills.example>" in message_ids(mailbox, "Junk"), "the case's mail moved to the junk folder"
+    assert message_ids(mailbox, "Junk") == {"<pills-1@pills.example>"}, "the requester's mail, not the #spam itself"
     assert "<pills-1@pills.example>" not in message_ids(mailbox, "Processed")
     assert sent(smtp, "seller@pills.example") == [], "#spam never relays the staff text"
     capsys.readouterr()
@@ -286,3 +286,17 @@ def test_a_verified_staff_answer_is_relayed_whatever_the_filter_thought(
     (relay,) = [c for c in sent(smtp, "alice@example.net") if c.message["Auto-Submitted"] == "auto-generated"]
     assert "Try this" in body(relay)
     assert Store.open(config.store.path).list_cases(junk=True) == []
+
+
+def test_spam_moves_mail_left_in_place_to_the_junk_folder(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> None:
+    config = make_config(tmp_path, mailbox, smtp, imap={"processed_folder": None})
+    mailbox.append(mail(subject="Cheap pills", sender="seller@pills.example", message_id="<pills-2@pills.example>"))
+    run_once(config)
+    assert message_ids(mailbox, "INBOX") == {"<pills-2@pills.example>"}, "processed, and left where it was"
+    (notify,) = sent(smtp, "bob@example.org")
+
+    mailbox.append(staff_mail(notify, "#spam"))
+    run_once(config)
+
+    assert message_ids(mailbox, "Junk") == {"<pills-2@pills.example>"}
+    assert "<pills-2@pills.example>" not in message_ids(mailbox, "INBOX") and len(mailbox.uids()) == 1
