@@ -113,6 +113,8 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
     requester = f"{case.requester.name} <{case.requester.addr}>" if case.requester.name else case.requester.addr
     show(f"Case {case.id}: {case.subject}")
     show(f"  queue {case.queue}, status {_status(case)}, priority {case.priority}, owner {case.owner or '-'}")
+    if case.junk:
+        show(f"  junk: {case.junk} (the status it keeps: {case.status.value})")
     show(f"  requester {requester}")
     show(f"  opened {case.created_at:%Y-%m-%d %H:%M:%S}, updated {case.updated_at:%Y-%m-%d %H:%M:%S} (UTC)")
     show("\nMessages:")

@@ -104,6 +104,9 @@ def test_spam_marked_by_spamassassin_gets_no_answer_and_lands_in_junk(
     assert main(["cases", "list", "--status", "junk", "-c", str(config_path(config))]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     assert len(lines) == 1 and " junk " in lines[0] and "winner@lottery.example" in lines[0]
+    assert main(["cases", "show", str(junk.id), "-c", str(config_path(config))]) == 0
+    shown = capsys.readouterr().out
+    assert "status junk," in shown and "  junk: SpamAssassin: X-Spam-Flag: YES (the status it keeps: open)" in shown
 
 
 def config_path(config: Config) -> Path:
