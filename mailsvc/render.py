@@ -179,7 +179,7 @@ def compose(
         mimewrite.fold("Date", format_datetime(now)),
         mimewrite.fold("Message-ID", message_id),
         # RFC 3834: mark everything we send as automatic, and ask others not to answer it.
-        mimewrite.fold("Auto-Submitted", "auto-replied" if action.purpose == "ack" else "auto-generated"),
+        mimewrite.fold("Auto-Submitted", "auto-replied" if action.purpose in ("ack", "refused") else "auto-generated"),
         b"X-Auto-Response-Suppress: All\r\n",
         mimewrite.text_field("X-Loop", queue.address, utf8=utf8),
         mimewrite.fold("X-Mailsvc-Case", str(case.id)),
