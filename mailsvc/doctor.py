@@ -271,6 +271,12 @@ async def _check_smtp(doctor: Doctor, config: Config, smtp_cfg: SmtpConfig) -> N
                 doctor.check(f"{key}: authentication", lambda: f"{smtp_cfg.user} logged in ({smtp_cfg.auth})")
         else:
             doctor.check(f"{key}: authentication", lambda: "no user: a relay that needs no login")
+        if smtp.is_ehlo_or_helo_needed:  # no login said EHLO, so no extension is known yet
+            try:
+                await smtp.ehlo()
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                doctor.fail(f"{key}: SMTPUTF8", CheckFailed(f"EHLO refused: {exc}", f"check {key}.host"))
+                return
         if smtp.supports_extension("smtputf8"):
             doctor.check(f"{key}: SMTPUTF8", lambda: "offered")
         else:
