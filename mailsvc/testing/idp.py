@@ -73,6 +73,8 @@ class IdentityProvider:
     # Answer this many device-code polls with slow_down before anything else.
     slow_down_polls: int = 0
     device_interval: int = 1
+    # Seconds the provider's clock (its HTTP Date header) is ahead of this machine's.
+    clock_offset: float = 0.0
     port: int = 0
     grants: Counter[str] = field(default_factory=Counter)
     _refresh: dict[str, _Grant] = field(default_factory=dict)
@@ -272,6 +274,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # requests carry secrets; the tests look at `grants` instead
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return super().date_time_string(time.time() + self.idp.clock_offset if timestamp is None else timestamp)
 
     def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
