@@ -73,6 +73,8 @@ class SmtpCapture:
         # With `logins` (user -> password, changeable while running), AUTH is required: 535 for a wrong one.
         self.logins = logins
         self.login_attempts: list[tuple[str, bool]] = []
+        # Recipient -> the reply its RCPT TO gets instead of 250 (e.g. "550 5.1.1 no such user").
+        self.refused_rcpts: dict[str, str] = {}
         self.port = 0
         self._controller: Controller | None = None
         self._cond = threading.Condition()
@@ -173,6 +175,17 @@ class SmtpCapture:
         with self._cond:
             self.login_attempts.append((user, ok))
         return AuthResult(success=ok, handled=False)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self._cond:
+            refusal = self.refused_rcpts.get(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._cond:
