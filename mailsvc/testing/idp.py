@@ -75,6 +75,8 @@ class IdentityProvider:
     device_interval: int = 1
     # Seconds the provider's clock (its HTTP Date header) is ahead of this machine's.
     clock_offset: float = 0.0
+    # (status, content type, body): what every POST gets instead, as from a proxy's error page or an outage.
+    outage: tuple[int, str, bytes] | None = None
     port: int = 0
     grants: Counter[str] = field(default_factory=Counter)
     _refresh: dict[str, _Grant] = field(default_factory=dict)
@@ -305,6 +307,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+        if self.idp.outage is not None:
+            status, content_type, data = self.idp.outage
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         basic = None
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Basic "):
