@@ -226,3 +226,23 @@ def test_an_unreachable_identity_provider_tells_no_time(
     code, output = run(tmp_path, raw)
     assert code == 1  # no login yet
     assert "[ ok ] clock: no server told its time" in output
+
+
+def test_a_server_refusing_ehlo_is_a_warning_as_the_sender_falls_back_to_helo(mailbox: Mailbox, tmp_path: Path) -> None:
+    mailbox.create_folder("Processed")
+    mailbox.create_folder("Quarantine")
+    with SmtpCapture(smtputf8=True) as smtp:
+        smtp.ehlo = "refuse"
+        code, output = run(tmp_path, raw_for(mailbox, smtp, tmp_path))
+    assert code == 0, output
+    assert "[warn] smtp: SMTPUTF8: not offered" in output
+
+
+def test_a_server_hanging_up_on_ehlo_fails_the_check(mailbox: Mailbox, tmp_path: Path) -> None:
+    with SmtpCapture() as smtp:
+        smtp.ehlo = "drop"
+        code, output = run(tmp_path, raw_for(mailbox, smtp, tmp_path))
+    assert code == 1
+    assert "[FAIL] smtp: SMTPUTF8: EHLO failed: " in output
+    assert "hint: check smtp.host and smtp.port" in output
+    assert "Traceback" not in output

@@ -175,3 +175,12 @@ def test_mail_accepted_while_the_store_is_locked_is_recorded_later_and_not_sent_
         assert drain(sender) == 1
         assert [m.message["Subject"] for m in capture.messages] == ["mail 0", "mail 1"]
     assert outbox(db_path) == [("<m0@example.org>", "sent", 1), ("<m1@example.org>", "sent", 1)]
+
+
+def test_a_server_refusing_ehlo_gets_the_mail_after_helo(store: Store, db_path: Path, tmp_path: Path) -> None:
+    with SmtpCapture() as capture:
+        capture.ehlo = "refuse"
+        enqueue(store, 1)
+        assert drain(Sender(smtp_config(capture, tmp_path), "", store)) == 1
+        assert capture.messages[0].rcpt_tos == ("bob@example.net",)
+    assert outbox(db_path) == [("<m0@example.org>", "sent", 1)]
