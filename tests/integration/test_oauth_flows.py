@@ -5,6 +5,7 @@ the requests the flows refuse to make."""
 from __future__ import annotations
 
 import socket
+import time
 import urllib.parse
 from typing import Any
 
@@ -12,7 +13,15 @@ import pytest
 
 from mailsvc.config import OAuth2Config
 from mailsvc.errors import OAuthError
-from mailsvc.oauth.flows import AuthorizationRequest, DeviceCode, Grant, MicrosoftClient, StandardClient
+from mailsvc.oauth.flows import (
+    DEVICE_GRANT,
+    AuthorizationRequest,
+    DeviceCode,
+    Grant,
+    MicrosoftClient,
+    StandardClient,
+)
+from mailsvc.oauth.login import device_login
 from mailsvc.testing.idp import IdentityProvider
 from mailsvc.testing.tls import ThrowawayCA
 
@@ -129,3 +138,34 @@ def test_an_authorization_answer_for_another_request_or_with_an_error_is_refused
     denied = refused(lambda: client.redeem(request, {"state": state, "error": "access_denied"}))
     assert (denied.code, denied.permanent) == ("access_denied", True)
     assert idp.grants["authorization_code"] == 0  # nothing was redeemed
+
+
+def test_a_device_code_not_used_in_time_stops_the_login_with_what_to_do(
+    idp: IdentityProvider, tls_ca: ThrowawayCA
+) -> None:
+    shown: list[str] = []
+    later = time.time() + 3600  # the code's 15 minutes are over
+    error = refused(lambda: device_login(generic(idp, tls_ca), shown.append, lambda _s: None, clock=lambda: later))
+    assert (error.code, error.permanent) == ("expired_token", True)
+    assert error.hint == "the sign-in code expired before it was used: run `mailsvc oauth login` again"
+    assert shown[0].startswith("To sign in, open ")
+    assert idp.grants[DEVICE_GRANT] == 0  # not polled after it expired
+
+
+def test_the_device_login_tells_when_the_provider_asks_to_poll_more_slowly(
+    idp: IdentityProvider, tls_ca: ThrowawayCA
+) -> None:
+    shown: list[str] = []
+    waits: list[float] = []
+    idp.slow_down_polls = 1
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:  # the user approves while the second wait runs
+            (code,) = idp.pending_user_codes()
+            idp.approve(code, "alice@example.org")
+
+    grant = device_login(generic(idp, tls_ca), shown.append, wait)
+    assert grant.refresh_token
+    assert "the identity provider asks to poll more slowly: every 6s" in shown
+    assert waits == [1.0, 6.0]
