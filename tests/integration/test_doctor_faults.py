@@ -125,6 +125,17 @@ def test_a_missing_watched_folder_fails_even_with_fix(mailbox: Mailbox, smtp: Sm
         assert not client.folder_exists("Support")
 
 
+def test_a_server_without_idle_fails_with_the_polling_it_falls_back_to(smtp: SmtpCapture, tmp_path: Path) -> None:
+    with PrivateDovecot.in_temp_dir(disable_idle=True) as server:
+        box = server.new_mailbox("doctor-noidle")
+        box.create_folder("Processed")
+        box.create_folder("Quarantine")
+        code, output = run(tmp_path, raw_for(box, smtp, tmp_path, imap={"poll_interval": 90}))
+    assert code == 1
+    assert "[FAIL] imap: IDLE and MOVE: no IDLE" in output
+    assert "hint: new mail is seen by polling every 90s" in output
+
+
 def test_a_server_without_move_is_reported_as_slower_but_working(smtp: SmtpCapture, tmp_path: Path) -> None:
     with PrivateDovecot.in_temp_dir(disable_move=True) as server:
         box = server.new_mailbox("doctor-nomove")
