@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mailsvc.model import Action, QueueMail, Suppress
 
-AUTOMATIC_PURPOSES = frozenset({"ack", "reminder", "auto_resolved"})
+AUTOMATIC_PURPOSES = frozenset({"ack", "reminder", "auto_resolved", "refused"})
 
 
 @dataclass(frozen=True, slots=True)

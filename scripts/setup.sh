@@ -19,6 +19,8 @@ have_dovecot || need_apt+=(dovecot-imapd)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 [ -x /bin/kill ] || need_apt+=(procps)
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+# tests/integration/test_junk.py: a real SpamAssassin marks mail before it is appended (spamd is its own package).
+[ -x /usr/sbin/spamd ] || need_apt+=(spamassassin spamc spamd)
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"

@@ -52,6 +52,8 @@ from mailsvc.model import (
 from mailsvc.store.drafts import DraftQueries
 from mailsvc.store.migrate import latest_version, migrate
 from mailsvc.store.operations import OperationsQueries, OutboxEntry
+from mailsvc.store.retention import RetentionQueries
+from mailsvc.store.senders import SenderQueries
 
 # What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
 # I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.
@@ -147,10 +149,11 @@ def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
         ccs=ccs,
         merged_into=row["merged_into"],
         automatic=bool(row["automatic"]),
+        junk=row["junk_reason"],
     )
 
 
-class Store(DraftQueries, OperationsQueries):
+class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
     """One SQLite connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -509,7 +512,7 @@ class Store(DraftQueries, OperationsQueries):
                     return None
                 self._event(case_id, now, "bouncing_cleared", address)
                 return "recipient_bouncing_cleared", {"case_id": case_id, "address": address}
-        raise StoreError(f"unknown action {type(action).__name__}")
+        return self._junk_effect(case_id, action, now)
 
     def _change_case(
         self, case_id: int, action: SetStatus | SetOwner | SetPriority | AddCc | RemoveCc | MergeInto, now: datetime
@@ -713,12 +716,16 @@ class Store(DraftQueries, OperationsQueries):
 
     # --- inspection (the CLI's `cases`)
 
-    def list_cases(self, status: CaseStatus | None = None, limit: int = 200) -> list[Case]:
-        if status is None:
+    def list_cases(self, status: CaseStatus | None = None, limit: int = 200, *, junk: bool = False) -> list[Case]:
+        """Cases, newest first: of one status (junk cases apart), or with `junk` the junk cases only."""
+        if junk:
+            rows = self.db.execute("SELECT * FROM cases WHERE junk_at IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,))
+        elif status is None:
             rows = self.db.execute("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
         else:
             rows = self.db.execute(
-                "SELECT * FROM cases WHERE status = ? ORDER BY id DESC LIMIT ?", (status.value, limit)
+                "SELECT * FROM cases WHERE status = ? AND junk_at IS NULL ORDER BY id DESC LIMIT ?",
+                (status.value, limit),
             )
         return [_case(r) for r in rows]
 
@@ -768,7 +775,7 @@ class Store(DraftQueries, OperationsQueries):
             "count(CASE WHEN t.kind = 'reminder' THEN 1 END) AS reminders_fired, "
             "count(CASE WHEN t.kind = 'auto_resolve' THEN 1 END) AS auto_resolves_fired "
             "FROM cases c LEFT JOIN timers t ON t.case_id = c.id AND t.state = 'fired' "
-            "WHERE c.created_at >= ? GROUP BY c.id ORDER BY c.id",
+            "WHERE c.created_at >= ? AND c.junk_at IS NULL GROUP BY c.id ORDER BY c.id",
             (since,),
         ).fetchall()
 
