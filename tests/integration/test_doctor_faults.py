@@ -36,6 +36,11 @@ def raw_for(mailbox: Mailbox, capture: SmtpCapture, tmp_path: Path, /, **overrid
     )  # fmt: skip
 
 
+def make_filing_folders(box: Mailbox) -> None:
+    for folder in ("Processed", "Quarantine", "Junk"):
+        box.create_folder(folder)
+
+
 def run(tmp_path: Path, raw: dict[str, Any], *, fix: bool = False) -> tuple[int, str]:
     lines: list[str] = []
     code = run_doctor(write_config(tmp_path / "mailsvc.yaml", raw), fix, lines.append)
@@ -43,8 +48,7 @@ def run(tmp_path: Path, raw: dict[str, Any], *, fix: bool = False) -> tuple[int,
 
 
 def test_plain_loopback_servers_pass_without_tls_or_smtp_login(mailbox: Mailbox, tmp_path: Path) -> None:
-    mailbox.create_folder("Processed")
-    mailbox.create_folder("Quarantine")
+    make_filing_folders(mailbox)
     with SmtpCapture(smtputf8=True) as smtp:
         code, output = run(tmp_path, raw_for(mailbox, smtp, tmp_path))
     assert code == 0, output
@@ -113,23 +117,23 @@ def test_a_missing_watched_folder_fails_even_with_fix(mailbox: Mailbox, smtp: Sm
     raw = raw_for(mailbox, smtp, tmp_path, imap={"folder": "Support"})
     code, output = run(tmp_path, raw)
     assert code == 1
-    assert "[FAIL] imap: folders: missing: Support, Processed, Quarantine" in output
+    assert "[FAIL] imap: folders: missing: Support, Processed, Quarantine, Junk\n" in output
     assert "hint: the watched folder must exist: check imap.folder" in output
     code, output = run(tmp_path, raw, fix=True)
     assert code == 1
     # --fix creates the folders mailsvc files into, never the one it watches (a typo would hide all mail).
-    assert "[FAIL] imap: folders: missing: Support" in output
+    assert "[FAIL] imap: folders: missing: Support\n" in output
     with mailbox.client() as client:
         assert client.folder_exists("Processed")
         assert client.folder_exists("Quarantine")
+        assert client.folder_exists("Junk")
         assert not client.folder_exists("Support")
 
 
 def test_a_server_without_idle_fails_with_the_polling_it_falls_back_to(smtp: SmtpCapture, tmp_path: Path) -> None:
     with PrivateDovecot.in_temp_dir(disable_idle=True) as server:
         box = server.new_mailbox("doctor-noidle")
-        box.create_folder("Processed")
-        box.create_folder("Quarantine")
+        make_filing_folders(box)
         code, output = run(tmp_path, raw_for(box, smtp, tmp_path, imap={"poll_interval": 90}))
     assert code == 1
     assert "[FAIL] imap: IDLE and MOVE: no IDLE" in output
@@ -139,8 +143,7 @@ def test_a_server_without_idle_fails_with_the_polling_it_falls_back_to(smtp: Smt
 def test_a_server_without_move_is_reported_as_slower_but_working(smtp: SmtpCapture, tmp_path: Path) -> None:
     with PrivateDovecot.in_temp_dir(disable_move=True) as server:
         box = server.new_mailbox("doctor-nomove")
-        box.create_folder("Processed")
-        box.create_folder("Quarantine")
+        make_filing_folders(box)
         code, output = run(tmp_path, raw_for(box, smtp, tmp_path))
     assert code == 0, output
     assert "[ ok ] imap: IDLE and MOVE: IDLE; no MOVE (COPY, then delete: slower, works)" in output
@@ -240,8 +243,7 @@ def test_an_unreachable_identity_provider_tells_no_time(
 
 
 def test_a_server_refusing_ehlo_is_a_warning_as_the_sender_falls_back_to_helo(mailbox: Mailbox, tmp_path: Path) -> None:
-    mailbox.create_folder("Processed")
-    mailbox.create_folder("Quarantine")
+    make_filing_folders(mailbox)
     with SmtpCapture(smtputf8=True) as smtp:
         smtp.ehlo = "refuse"
         code, output = run(tmp_path, raw_for(mailbox, smtp, tmp_path))
