@@ -73,6 +73,8 @@ class Scheduler:
                 with self.store.transaction():
                     self.store.mark_failure_noticed(row["id"])
                 continue
+            if outbox_ids is None:
+                continue  # no case to tell it on: logged, told to nobody
             result.mails += len(outbox_ids)
             result.notices += 1
         self.pipeline.build_pending()
@@ -100,14 +102,17 @@ class Scheduler:
         actions = fire_timers(case, timers, p.timer_policies[case.queue], p.queues[case.queue].staff, now)
         return self._apply(case_id, case.queue, p.guard(actions, now), raw)
 
-    def _notice(self, outbox_id: int, case_id: int | None, purpose: str, rcpt_to: str, error: str) -> tuple[int, ...]:
+    def _notice(
+        self, outbox_id: int, case_id: int | None, purpose: str, rcpt_to: str, error: str
+    ) -> tuple[int, ...] | None:
+        """Tell the failure on its case: the outbox ids queued, or None when there is no case to tell it on."""
         p = self.pipeline
         self.store.mark_failure_noticed(outbox_id)
         case = self.store.case_by_id(case_id) if case_id is not None else None
         raw = self.store.case_request(case.id) if case else None
         if case is None or raw is None:
             self.log.warning("send_failure_without_case", outbox_id=outbox_id, purpose=purpose)
-            return ()
+            return None
         rcpt = rcpt_to.replace("\n", ", ")
         actions = decide_send_failure(case, p.queues[case.queue], purpose, rcpt, error)
         return self._apply(case.id, case.queue, actions, raw, failed_purpose=purpose).outbox_ids
