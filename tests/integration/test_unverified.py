@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mailsvc.cli import main
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail
 from mailsvc.testing.smtp_capture import SmtpCapture
@@ -68,7 +69,7 @@ def test_no_reminder_to_a_sender_that_failed_dmarc_until_it_writes_authenticated
     assert events(desk).count(SUPPRESSED) == 1
 
 
-def test_an_unauthenticated_reply_keeps_automatic_mail_held(desk: Desk, clock: Clock) -> None:
+def test_an_unauthenticated_reply_keeps_automatic_mail_held(desk: Desk, clock: Clock, tmp_path: Path) -> None:
     desk.deliver(mail(subject="VPN drops", message_id="<req@example.net>", headers=FORGED))
     answer(desk, "Which client version do you run?")
     desk.deliver(mail(subject="Re: VPN drops [Help #1]", body="Version 5.2.\n", in_reply_to="<req@example.net>"))
@@ -79,3 +80,8 @@ def test_an_unauthenticated_reply_keeps_automatic_mail_held(desk: Desk, clock: C
     assert desk.take() == [], "neither the reminder nor the auto-resolve notice goes"
     assert desk.case()["status"] == "resolved"
     assert ("auto_resolved_suppressed", "sender not verified: alice@example.net") in events(desk)
+
+    marks = "SELECT address FROM unverified_senders"
+    assert [r[0] for r in desk.store.db.execute(marks)] == ["alice@example.net"]
+    assert main(["forget", "alice@example.net", "-c", str(tmp_path / "mailsvc.yaml")]) == 0
+    assert desk.store.db.execute(marks).fetchall() == [], "an erasure request erases the mark too"
