@@ -31,6 +31,7 @@ from mailsvc.model import (
     Case,
     CaseStatus,
     ClearBouncing,
+    ClearUnverified,
     Decision,
     FileMessage,
     InboundMessage,
@@ -140,12 +141,18 @@ class Pipeline:
         return self.builder.build_pending()
 
     def finish(
-        self, actions: Iterable[Action], status: CaseStatus | None, queue: str, now: datetime
+        self,
+        actions: Iterable[Action],
+        status: CaseStatus | None,
+        queue: str,
+        now: datetime,
+        case_id: int | None = None,
     ) -> tuple[Action, ...]:
         """Add the timers the actions call for, then let the automatic-mail guard have the last word."""
-        return self.guard(plan_timers(actions, status, self.timer_policies[queue], now), now)
+        return self.guard(plan_timers(actions, status, self.timer_policies[queue], now), now, case_id)
 
-    def guard(self, actions: tuple[Action, ...], now: datetime) -> tuple[Action, ...]:
+    def guard(self, actions: tuple[Action, ...], now: datetime, case_id: int | None = None) -> tuple[Action, ...]:
+        """`case_id`: the case the mail is about (None: a case this decision opens, which has no facts yet)."""
         rcpts = sorted(automatic_recipients(actions))
         if not rcpts:
             return actions
@@ -155,8 +162,16 @@ class Pipeline:
         facts = MailFacts(
             bouncing=self.store.bouncing(rcpts) - cleared,
             recent=self.store.automatic_mail_counts(rcpts, since),
+            unverified=self._unverified(case_id, rcpts, actions),
         )
         return guard_automatic(actions, facts, self.max_automatic)
+
+    def _unverified(self, case_id: int | None, rcpts: list[str], actions: tuple[Action, ...]) -> frozenset[str]:
+        if case_id is None:
+            return frozenset()
+        # An authenticated mail of the requester lifts the mark in this same decision.
+        cleared = {a.address.lower() for a in actions if isinstance(a, ClearUnverified)}
+        return self.store.unverified_senders(case_id, rcpts) - cleared
 
     def thread(self, msg: InboundMessage, bounced_id: str | None = None) -> tuple[ThreadMatch, int | None]:
         """The case the message joins (thread.find_case) and the case its valid reply token names."""
@@ -198,7 +213,7 @@ class Pipeline:
                     msg, found, match, queues=self.queues, queue=queue, sender=sender, lookup=self.store, screen=screen
                 )
                 status = match.case.status if match.case else None
-                actions = self.finish(decision.actions, status, decision.queue, now)
+                actions = self.finish(decision.actions, status, decision.queue, now, decision.case_id)
                 if history is not None:
                     actions = silence(actions, f"filed as history: {history}")
                 decision = Decision(decision.case_id, decision.queue, actions)

@@ -100,7 +100,7 @@ class Scheduler:
             return self._skip(case_id, timers, "case merged")
         now = p.clock()
         actions = fire_timers(case, timers, p.timer_policies[case.queue], p.queues[case.queue].staff, now)
-        return self._apply(case_id, case.queue, p.guard(actions, now), raw)
+        return self._apply(case_id, case.queue, p.guard(actions, now, case_id), raw)
 
     def _notice(
         self, outbox_id: int, case_id: int | None, purpose: str, rcpt_to: str, error: str
