@@ -16,6 +16,7 @@ from mailsvc.testing.securedovecot import SecureDovecot
 from mailsvc.testing.smtp_capture import SmtpCapture
 from mailsvc.testing.spamd import PrivateSpamd
 from mailsvc.testing.tls import ServerCert, ThrowawayCA
+from tests.integration.test_service import NotifyListener, Service
 
 HERE = Path(__file__).resolve().parent
 
@@ -109,3 +110,21 @@ def idp(server_cert: ServerCert, oauth_key: bytes) -> Iterator[IdentityProvider]
 def spamd() -> Iterator[PrivateSpamd]:
     with PrivateSpamd.in_temp_dir() as server:
         yield server
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifyListener]:
+    """The service manager's end of sd_notify, for a daemon started with NOTIFY_SOCKET."""
+    listener = NotifyListener(tmp_path)
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    """Every daemon a test starts is stopped at the end, whatever happened."""
+    started: list[Service] = []
+    yield started
+    for service in started:
+        if service.proc.poll() is None:
+            service.stop()

@@ -5,11 +5,8 @@ never downloaded whole (its header block is stored, it is quarantined, the serve
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-
-import pytest
 
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import read_rows, write_sandbox_config
@@ -39,15 +36,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM")
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        if service.proc.poll() is None:
-            service.stop()
 
 
 # Eight 24 MB messages took 646 MB when a pass fetched them all at once; one at a time, 324 MB; parsed,

@@ -20,22 +20,6 @@ from tests.integration.test_service import NotifyListener, Service, base_config,
 
 
 @pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifyListener]:
-    listener = NotifyListener(tmp_path)
-    yield listener
-    listener.close()
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        if service.proc.poll() is None:
-            service.stop()
-
-
-@pytest.fixture
 def smtp_auth() -> Iterator[SmtpCapture]:
     with SmtpCapture(logins={"help": "rotated-password"}) as capture:
         yield capture

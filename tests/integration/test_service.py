@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from email.utils import parseaddr
 from itertools import pairwise
 from pathlib import Path
@@ -130,23 +130,6 @@ class NotifyListener:
         self._closed.set()
         self._thread.join(timeout=2)
         self.sock.close()
-
-
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifyListener]:
-    listener = NotifyListener(tmp_path)
-    yield listener
-    listener.close()
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    """Every daemon a test starts is stopped at the end, whatever happened."""
-    started: list[Service] = []
-    yield started
-    for service in started:
-        if service.proc.poll() is None:
-            service.stop()
 
 
 def base_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, **overrides: Any) -> dict[str, Any]:

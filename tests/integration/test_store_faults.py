@@ -25,22 +25,6 @@ from tests.integration.test_service import NotifyListener, Service
 BUSY_TIMEOUT = 0.5
 
 
-@pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifyListener]:
-    listener = NotifyListener(tmp_path)
-    yield listener
-    listener.close()
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    started: list[Service] = []
-    yield started
-    for service in started:
-        if service.proc.poll() is None:
-            service.stop()
-
-
 def config_for(mailbox: Mailbox, smtp: SmtpCapture, store: Path) -> dict[str, Any]:
     config = sandbox_config(
         imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password, smtp_port=smtp.port,
