@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail, write_config
 from mailsvc.testing.smtp_capture import SmtpCapture
-from tests.integration.test_service import NotifyListener, Service, base_config, notify, services
+from tests.integration.test_service import NotifyListener, Service, base_config
 
 __all__ = ["notify", "services"]  # fixtures
 
