@@ -16,8 +16,6 @@ from mailsvc.testing.sandbox import mail, write_config
 from mailsvc.testing.smtp_capture import SmtpCapture
 from tests.integration.test_service import NotifyListener, Service, base_config
 
-__all__ = ["notify", "services"]  # fixtures
-
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
