@@ -175,8 +175,9 @@ def profile_once(bench: Bench, n: int, seed: int, top: int = 15) -> tuple[str, P
     text = io.StringIO()
     for order in ("cumulative", "tottime"):
         text.write(f"--- mailsvc once, N={n}, under cProfile ({done.wall_s:.1f} s): top {top} by {order}\n")
-        pstats.Stats(str(prof), stream=text).sort_stats(order).print_stats(top)
-    return text.getvalue(), prof
+        pstats.Stats(str(prof), stream=text).strip_dirs().sort_stats(order).print_stats(top)
+    # Committed with the results: no path of the machine that ran it.
+    return text.getvalue().replace(str(folder), "<bench>"), prof
 
 
 # -- scale --------------------------------------------------------------------------------------------------
