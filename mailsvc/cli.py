@@ -26,7 +26,7 @@ from mailsvc.log import configure
 from mailsvc.model import CaseStatus
 from mailsvc.oauth.commands import cmd_oauth_login, cmd_oauth_status
 from mailsvc.parse import parse_message
-from mailsvc.report import build_report, case_facts, failed_mail, format_table, parse_since, period_start, to_json
+from mailsvc.report import build_report, format_table, parse_since, period_start, to_json
 from mailsvc.scrub import scrub
 from mailsvc.store import STORE_ERRORS, Store
 from mailsvc.templatecheck import (
@@ -105,27 +105,27 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
     show(f"  opened {case.created_at:%Y-%m-%d %H:%M:%S}, updated {case.updated_at:%Y-%m-%d %H:%M:%S} (UTC)")
     show("\nMessages:")
     for m in store.case_messages(case.id):
-        show(f"  #{m['id']} {_when(m['received_at'])} {m['kind']} from {m['from_addr']} ({m['size']} bytes)")
-        show(f"     Message-ID: {m['message_id'] or '-'}")
-        for a in store.message_attachments(m["id"]):
-            show(f"     attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
-        for line in (m["body_text"] or "").strip().splitlines()[: args.lines]:
+        show(f"  #{m.id} {_when(m.received_at)} {m.kind} from {m.from_addr} ({m.size} bytes)")
+        show(f"     Message-ID: {m.message_id or '-'}")
+        for a in store.message_attachments(m.id):
+            show(f"     attachment: {a.filename} ({a.content_type}, {a.size} bytes)")
+        for line in m.body_text.strip().splitlines()[: args.lines]:
             show(f"     | {line}")
     show("\nOutgoing mail:")
     for o in store.case_outbox(case.id):
-        error = f", last error: {o['last_error']}" if o["last_error"] else ""
+        error = f", last error: {o.last_error}" if o.last_error else ""
         show(
-            f"  #{o['id']} {o['purpose']} to {o['rcpt_to'].replace(chr(10), ', ')}: {o['state']} "
-            f"after {o['attempts']} attempt(s), queued {_when(o['created_at'])}, sent {_when(o['sent_at'])}{error}"
+            f"  #{o.id} {o.purpose} to {', '.join(o.rcpt_to)}: {o.state.value} "
+            f"after {o.attempts} attempt(s), queued {_when(o.created_at)}, sent {_when(o.sent_at)}{error}"
         )
-        show(f"     Message-ID: {o['message_id']}")
+        show(f"     Message-ID: {o.message_id}")
     show("\nTimers:")
     for t in store.case_timers(case.id):
-        ended = f", {t['state']} {_when(t['done_at'])}" if t["done_at"] is not None else f", {t['state']}"
-        show(f"  {t['kind']} due {_when(t['due_at'])}{ended}")
+        ended = f", {t.state.value} {_when(t.done_at)}" if t.done_at is not None else f", {t.state.value}"
+        show(f"  {t.kind.value} due {_when(t.due_at)}{ended}")
     show("\nHistory:")
     for e in store.case_events(case.id):
-        show(f"  {_when(e['at'])} {e['event']} {e['detail']}")
+        show(f"  {_when(e.at)} {e.event} {e.detail}")
     return 0
 
 
@@ -153,8 +153,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     store = Store.open(config.store.path)
     try:
-        cases = [case_facts(dict(row)) for row in store.report_cases(since.timestamp())]
-        failed = [failed_mail(dict(row)) for row in store.report_failed_mail(since.timestamp())]
+        cases = store.report_cases(since.timestamp())
+        failed = store.report_failed_mail(since.timestamp())
     finally:
         store.close()
     report = build_report(cases, failed, now=now, since=since, queue=args.queue, queues=list(config.queues))

@@ -42,7 +42,7 @@ from mailsvc.model import (
 )
 from mailsvc.outgoing import BuildResult, MailBuilder
 from mailsvc.parse import ParseLimits, content_hash, parse_message
-from mailsvc.store import STORE_ERRORS, Applied, Store
+from mailsvc.store import STORE_ERRORS, Applied, StoreContract
 from mailsvc.store.figures import first_responses
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
@@ -89,7 +89,7 @@ class PassResult:
 
 
 class Pipeline:
-    def __init__(self, config: Config, store: Store, clock: Clock = utc_now) -> None:
+    def __init__(self, config: Config, store: StoreContract, clock: Clock = utc_now) -> None:
         self.config = config
         self.store = store
         self.clock = clock

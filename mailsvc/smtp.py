@@ -29,7 +29,7 @@ from mailsvc.errors import TlsError
 from mailsvc.log import get_logger
 from mailsvc.scrub import scrub
 from mailsvc.status import ServiceStatus, StoreFaults
-from mailsvc.store import STORE_ERRORS, OutboxMail, Store
+from mailsvc.store import STORE_ERRORS, OutboxMail, StoreContract
 
 Clock = Callable[[], float]
 # The sender looks for mail put back by `mailsvc outbox retry` at least this often (seconds).
@@ -107,7 +107,7 @@ class Sender:
         self,
         cfg: SmtpConfig,
         credentials: CredentialProvider | str,
-        store: Store,
+        store: StoreContract,
         clock: Clock = time.time,
         status: ServiceStatus | None = None,
     ) -> None:

@@ -8,28 +8,24 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailsvc.errors import StoreError, StoreUnavailable
-from mailsvc.guard import AUTOMATIC_PURPOSES
+from mailsvc.errors import StoreConflict, StoreError, StoreUnavailable
 from mailsvc.model import (
     Action,
     AddCc,
     Address,
     CancelTimers,
     Case,
-    CaseStatus,
     ClearAutomatic,
     ClearBouncing,
     Decision,
     EndTimer,
     FileMessage,
     InboundMessage,
-    MailDraft,
     MailRef,
     MarkBouncing,
     MergeInto,
@@ -49,13 +45,33 @@ from mailsvc.model import (
     TimerKind,
     TimerState,
 )
+from mailsvc.store.contract import (
+    Applied,
+    Compose,
+    FailedOutgoing,
+    OutboxEntry,
+    OutboxMail,
+    StoreContract,
+    TimerEntry,
+)
 from mailsvc.store.drafts import DraftQueries
+from mailsvc.store.figures import FigureQueries
 from mailsvc.store.migrate import latest_version, migrate
-from mailsvc.store.operations import OperationsQueries, OutboxEntry
+from mailsvc.store.operations import OperationsQueries
+from mailsvc.store.reads import CaseReadQueries, case_from_row
 
 # What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
 # I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.
-__all__ = ["STORE_ERRORS", "Applied", "OutboxEntry", "OutboxMail", "Store", "store_path_problem"]
+__all__ = [
+    "STORE_ERRORS",
+    "Applied",
+    "Compose",
+    "OutboxEntry",
+    "OutboxMail",
+    "Store",
+    "StoreContract",
+    "store_path_problem",
+]
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -94,33 +110,6 @@ def store_path_problem(path: Path) -> str | None:
     return None
 
 
-# The draft of the mail a QueueMail action asks for, once the case exists (built after the commit).
-Compose = Callable[[QueueMail, Case, InboundMessage], Sequence[MailDraft]]
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What `apply` did: the row ids it wrote and the events to log."""
-
-    case_id: int | None
-    message_row: int | None
-    outbox_ids: tuple[int, ...]
-    events: tuple[tuple[str, dict[str, object]], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMail:
-    id: int
-    case_id: int | None
-    purpose: str
-    message_id: str
-    mail_from: str
-    rcpt_to: tuple[str, ...]
-    raw: bytes
-    attempts: int
-    created_at: float
-
-
 def dedupe_key(msg: InboundMessage) -> str:
     return f"{msg.message_id or ''} {msg.content_hash}"
 
@@ -133,25 +122,8 @@ def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
-    return Case(
-        id=row["id"],
-        queue=row["queue"],
-        subject=row["subject"],
-        requester=Address(row["requester"], row["requester_name"]),
-        status=CaseStatus(row["status"]),
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
-        priority=row["priority"],
-        owner=row["owner"],
-        ccs=ccs,
-        merged_into=row["merged_into"],
-        automatic=bool(row["automatic"]),
-    )
-
-
-class Store(DraftQueries, OperationsQueries):
-    """One SQLite connection; use one Store per thread."""
+class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
+    """The SQLite backend of StoreContract: one connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -223,7 +195,7 @@ class Store(DraftQueries, OperationsQueries):
                 "SELECT address, name FROM case_ccs WHERE case_id = ? ORDER BY address", (row["id"],)
             )
         )
-        return _case(row, ccs)
+        return case_from_row(row, ccs)
 
     def case_by_id(self, case_id: int) -> Case | None:
         """The case, following merges to the case it now lives in."""
@@ -307,7 +279,35 @@ class Store(DraftQueries, OperationsQueries):
         reason: str,
         now: datetime,
     ) -> int:
-        cur = self.db.execute(
+        try:
+            cur = self._insert_message_row(msg, ref=ref, case_id=case_id, state=state, kind=kind, reason=reason,
+                                           now=now)  # fmt: skip
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise StoreConflict(f"the message is stored already: {exc}") from exc
+        row = cur.lastrowid
+        assert row is not None
+        self.db.executemany(
+            "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
+            [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
+        )
+        if ref:
+            self._advance(ref)
+        return row
+
+    def _insert_message_row(
+        self,
+        msg: InboundMessage,
+        *,
+        ref: MailRef | None,
+        case_id: int | None,
+        state: MessageState,
+        kind: str | None,
+        reason: str,
+        now: datetime,
+    ) -> sqlite3.Cursor:
+        return self.db.execute(
             "INSERT INTO messages (case_id, state, kind, reason, mailbox, uidvalidity, uid, message_id, "
             "content_hash, dedupe_key, from_addr, from_name, subject, sent_at, received_at, body_text, "
             "defects, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -332,15 +332,6 @@ class Store(DraftQueries, OperationsQueries):
                 msg.raw,
             ),
         )
-        row = cur.lastrowid
-        assert row is not None
-        self.db.executemany(
-            "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
-            [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
-        )
-        if ref:
-            self._advance(ref)
-        return row
 
     def _event(self, case_id: int, now: datetime, event: str, detail: str = "") -> None:
         self.db.execute(
@@ -426,7 +417,7 @@ class Store(DraftQueries, OperationsQueries):
                     for mail in compose(action, case, msg):
                         outbox.append(self.enqueue_draft(mail, case_id, message_row, now))
                         self._link_message_id(mail.message_id, case_id)
-                        if action.purpose in AUTOMATIC_PURPOSES:
+                        if action.automatic:
                             self.db.executemany(
                                 "INSERT INTO automatic_mail (address, at, outbox_id) VALUES (?,?,?)",
                                 [(a.key, _ts(now), outbox[-1]) for a in mail.to],
@@ -435,7 +426,7 @@ class Store(DraftQueries, OperationsQueries):
                         events.append(
                             (f"{action.purpose}_queued", {"case_id": case_id, "out_message_id": mail.message_id})
                         )
-                    if action.purpose == "relay":
+                    if action.first_response:
                         self.db.execute(
                             "UPDATE cases SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
                             (_ts(now), case_id),
@@ -662,10 +653,11 @@ class Store(DraftQueries, OperationsQueries):
         row = self.db.execute("SELECT min(due_at) FROM timers WHERE state = 'pending'").fetchone()
         return _dt(row[0]) if row[0] is not None else None
 
-    def case_timers(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
+    def case_timers(self, case_id: int) -> list[TimerEntry]:
+        rows = self.db.execute(
             "SELECT id, kind, due_at, state, created_at, done_at FROM timers WHERE case_id = ? ORDER BY id", (case_id,)
-        ).fetchall()
+        )
+        return [TimerEntry(r[0], TimerKind(r[1]), r[2], TimerState(r[3]), r[4], r[5]) for r in rows]
 
     def case_request(self, case_id: int) -> bytes | None:
         """The raw mail that opened the case (its first filed message)."""
@@ -700,82 +692,14 @@ class Store(DraftQueries, OperationsQueries):
             for key in {a.lower() for a in addresses}
         }
 
-    def unnoticed_failures(self, limit: int = 100) -> list[sqlite3.Row]:
+    def unnoticed_failures(self, limit: int = 100) -> list[FailedOutgoing]:
         """Mail that failed for good and the team has not been told of."""
-        return self.db.execute(
+        rows = self.db.execute(
             "SELECT id, case_id, purpose, rcpt_to, last_error, attempts FROM outbox "
             "WHERE state = 'failed' AND failure_noticed = 0 ORDER BY id LIMIT ?",
             (limit,),
-        ).fetchall()
+        )
+        return [FailedOutgoing(r[0], r[1], r[2], tuple(r[3].split("\n")), r[4], r[5]) for r in rows]
 
     def mark_failure_noticed(self, outbox_id: int) -> None:
         self.db.execute("UPDATE outbox SET failure_noticed = 1 WHERE id = ?", (outbox_id,))
-
-    # --- inspection (the CLI's `cases`)
-
-    def list_cases(self, status: CaseStatus | None = None, limit: int = 200) -> list[Case]:
-        if status is None:
-            rows = self.db.execute("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self.db.execute(
-                "SELECT * FROM cases WHERE status = ? ORDER BY id DESC LIMIT ?", (status.value, limit)
-            )
-        return [_case(r) for r in rows]
-
-    def case_messages(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT id, kind, message_id, from_addr, from_name, subject, received_at, body_text, "
-            "length(raw) AS size FROM messages WHERE case_id = ? ORDER BY id",
-            (case_id,),
-        ).fetchall()
-
-    def case_outbox(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT id, purpose, message_id, rcpt_to, state, attempts, created_at, sent_at, last_error "
-            "FROM outbox WHERE case_id = ? ORDER BY id",
-            (case_id,),
-        ).fetchall()
-
-    def case_events(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT at, event, detail FROM case_events WHERE case_id = ? ORDER BY id", (case_id,)
-        ).fetchall()
-
-    def message_attachments(self, message_row: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT filename, content_type, size FROM attachments WHERE message = ? ORDER BY id",
-            (message_row,),
-        ).fetchall()
-
-    def counts(self) -> dict[str, int]:
-        """Totals for logs and checks: cases, messages by state, outbox by state."""
-        result = {"cases": self.db.execute("SELECT count(*) FROM cases").fetchone()[0]}
-        for state, n in self.db.execute("SELECT state, count(*) FROM messages GROUP BY state"):
-            result[f"messages_{state}"] = n
-        for state, n in self.db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
-            result[f"outbox_{state}"] = n
-        return result
-
-    # --- report (read-only rows for mailsvc/report.py)
-
-    def report_cases(self, since: float) -> list[sqlite3.Row]:
-        """Cases created at or after `since`, merged ones included, with how many of each timer kind fired."""
-        return self.db.execute(
-            "SELECT c.id, c.queue, c.status, c.created_at, c.first_response_at, c.resolved_at, c.satisfaction, "
-            "c.merged_into, "
-            "count(CASE WHEN t.kind = 'sla_1' THEN 1 END) AS sla_1_fired, "
-            "count(CASE WHEN t.kind = 'sla_2' THEN 1 END) AS sla_2_fired, "
-            "count(CASE WHEN t.kind = 'reminder' THEN 1 END) AS reminders_fired, "
-            "count(CASE WHEN t.kind = 'auto_resolve' THEN 1 END) AS auto_resolves_fired "
-            "FROM cases c LEFT JOIN timers t ON t.case_id = c.id AND t.state = 'fired' "
-            "WHERE c.created_at >= ? GROUP BY c.id ORDER BY c.id",
-            (since,),
-        ).fetchall()
-
-    def report_failed_mail(self, since: float) -> list[sqlite3.Row]:
-        """Outgoing mail queued at or after `since` and given up on, with the queue of its case (NULL if none)."""
-        return self.db.execute(
-            "SELECT o.id, o.case_id, o.purpose, o.created_at, c.queue FROM outbox o "
-            "LEFT JOIN cases c ON c.id = o.case_id WHERE o.state = 'failed' AND o.created_at >= ? ORDER BY o.id",
-            (since,),
-        ).fetchall()

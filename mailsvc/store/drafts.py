@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 
 from mailsvc.model import STAFF_PURPOSES, Address, CaseStatus, MailDraft, OutboxState
+from mailsvc.store.contract import PendingDraft, ThreadEntry
 
 _STAFF = tuple(sorted(STAFF_PURPOSES))
 _MARKS = ",".join("?" * len(_STAFF))
@@ -23,24 +23,6 @@ _THREAD_SQL = (
     "SELECT message_id, 0, created_at, id FROM outbox WHERE case_id = ? AND id < ? AND state != 'failed' "
     f"AND purpose NOT IN ({_MARKS}) ORDER BY at, mine DESC, id"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingDraft:
-    """A draft waiting to be built: its outbox row, case, the message that caused it (if any)."""
-
-    outbox_id: int
-    case_id: int | None
-    cause: int | None
-    draft: MailDraft
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadEntry:
-    """A Message-ID the requester received or sent on a case, oldest first."""
-
-    message_id: str
-    from_requester: bool
 
 
 def encode_draft(draft: MailDraft) -> str:

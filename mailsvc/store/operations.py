@@ -6,26 +6,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 from mailsvc.model import OutboxState
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One outgoing mail as `mailsvc outbox list` shows it (times in UNIX seconds)."""
-
-    id: int
-    case_id: int | None
-    purpose: str
-    message_id: str
-    rcpt_to: tuple[str, ...]
-    state: OutboxState
-    attempts: int
-    created_at: float
-    next_attempt_at: float
-    sent_at: float | None
-    last_error: str
+from mailsvc.store.contract import OutboxEntry
 
 
 class OperationsQueries:

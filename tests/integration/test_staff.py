@@ -44,7 +44,7 @@ def body(captured: Captured) -> str:
 def by_purpose(store: Store, case_id: int) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for row in store.case_outbox(case_id):
-        found.setdefault(row["purpose"], []).append(row["rcpt_to"])
+        found.setdefault(row.purpose, []).append("\n".join(row.rcpt_to))
     return found
 
 
@@ -114,7 +114,7 @@ def test_comment_reaches_other_staff_never_the_requester(config: Config, mailbox
     assert "order a new one" in body(comment)
     store = Store.open(config.store.path)
     assert "relay" not in by_purpose(store, case_id)
-    assert [m["kind"] for m in store.case_messages(case_id)][-1] == "comment"
+    assert [m.kind for m in store.case_messages(case_id)][-1] == "comment"
 
 
 def test_commands_by_mail(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
@@ -247,7 +247,7 @@ def test_assign_status_cc_remove_close_and_merge(config: Config, mailbox: Mailbo
     run_once(config)
     merged = store.db.execute("SELECT status, merged_into FROM cases WHERE id = ?", (second,)).fetchone()
     assert (merged["status"], merged["merged_into"]) == ("closed", first)
-    subjects = [m["subject"] for m in store.case_messages(first)]
+    subjects = [m.subject for m in store.case_messages(first)]
     assert "Printer again" in subjects
     assert store.case_messages(second) == []
     assert smtp.messages == [], "commands alone send nothing"
@@ -318,9 +318,9 @@ def test_staff_answer_reaches_the_requester_when_a_cc_needs_smtputf8_the_server_
     assert relay.rcpt_tos == ("alice@example.net", "info@xn--bcher-kva.example")
     assert body(relay).startswith("Paper tray 2 was empty")
     store = Store.open(config.store.path)
-    failed = [r for r in store.case_outbox(1) if r["state"] == "failed"]
-    assert [(r["purpose"], r["rcpt_to"]) for r in failed] == [("relay", "zoë@bücher.example")]
-    assert "5.6.7" in failed[0]["last_error"] and "SMTPUTF8" in failed[0]["last_error"]
+    failed = [r for r in store.case_outbox(1) if r.state == "failed"]
+    assert [(r.purpose, r.rcpt_to) for r in failed] == [("relay", ("zoë@bücher.example",))]
+    assert "5.6.7" in failed[0].last_error and "SMTPUTF8" in failed[0].last_error
     assert mailbox.uids("Quarantine") == []
 
     run_once(config)

@@ -19,7 +19,7 @@ from mailsvc.errors import TemplateError
 from mailsvc.imap import ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.model import Case, InboundMessage, MailDraft, QueueMail
-from mailsvc.report import Figures, build_report, case_facts, failed_mail
+from mailsvc.report import Figures, build_report
 from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
 from mailsvc.store import Store
@@ -93,12 +93,12 @@ class Desk:
         return self.store.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
 
     def timers(self, case_id: int = 1) -> list[tuple[str, str]]:
-        return [(r["kind"], r["state"]) for r in self.store.case_timers(case_id)]
+        return [(r.kind, r.state) for r in self.store.case_timers(case_id)]
 
     def report(self) -> Figures:
         """What `mailsvc report` would show for everything in the store."""
-        cases = [case_facts(dict(r)) for r in self.store.report_cases(0)]
-        failed = [failed_mail(dict(r)) for r in self.store.report_failed_mail(0)]
+        cases = self.store.report_cases(0)
+        failed = self.store.report_failed_mail(0)
         return build_report(cases, failed, now=self.clock(), since=datetime(2000, 1, 1, tzinfo=UTC)).total
 
     def purposes(self, mails: list[Captured]) -> list[str]:
@@ -195,8 +195,8 @@ def test_a_timer_that_cannot_be_carried_out_is_skipped_and_the_others_go_on(
     desk.tick()
     (reminder,) = desk.take()
     assert reminder.rcpt_tos == ("bo@example.net",)
-    (row,) = [r for r in desk.store.case_timers(1) if r["kind"] == "reminder"]
-    assert row["state"] == "skipped"
+    (row,) = [r for r in desk.store.case_timers(1) if r.kind == "reminder"]
+    assert row.state == "skipped"
     desk.tick()
     assert desk.take() == [], "not tried again and again"
 
@@ -349,7 +349,7 @@ def test_bouncing_requester_gets_no_automatic_mail_until_they_write(desk: Desk, 
     clock.advance(timedelta(days=3, minutes=1))
     desk.tick()
     assert desk.take() == []
-    events = [r["detail"] for r in desk.store.case_events(1) if r["event"] == "reminder_suppressed"]
+    events = [r.detail for r in desk.store.case_events(1) if r.event == "reminder_suppressed"]
     assert events == ["alice@example.net is bouncing"]
 
     # Alice writes again from the same address: it works, and she is acknowledged.
