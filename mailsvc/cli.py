@@ -28,7 +28,7 @@ from mailsvc.oauth.commands import cmd_oauth_login, cmd_oauth_status
 from mailsvc.parse import parse_message
 from mailsvc.report import build_report, format_table, parse_since, period_start, to_json
 from mailsvc.scrub import scrub
-from mailsvc.store import STORE_ERRORS, Store
+from mailsvc.store import STORE_ERRORS, open_store
 from mailsvc.templatecheck import (
     check_config_templates,
     checked_files,
@@ -70,7 +70,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_list(args: argparse.Namespace) -> int:
-    store = Store.open(load_config(args.config).store.path)
+    store = open_store(load_config(args.config).store)
     cases = store.list_cases(CaseStatus(args.status) if args.status else None, limit=args.limit)
     if args.json:
         rows = [
@@ -93,7 +93,7 @@ def show(text: str = "") -> None:
 
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
-    store = Store.open(load_config(args.config).store.path)
+    store = open_store(load_config(args.config).store)
     case = store.case_by_id(args.id)
     if case is None:
         print(f"no case {args.id}", file=sys.stderr)
@@ -151,7 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{args.html}: {digest.current.total.cases} cases opened {since:%Y-%m-%d %H:%M} .. {now:%Y-%m-%d %H:%M} UTC"
         )
         return 0
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     try:
         cases = store.report_cases(since.timestamp())
         failed = store.report_failed_mail(since.timestamp())
@@ -175,7 +175,7 @@ def cmd_templates_check(args: argparse.Namespace) -> int:
 
 def cmd_templates_preview(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     try:
         case = store.case_by_id(args.case)
         raw = store.case_latest_raw(case.id) if case is not None else None

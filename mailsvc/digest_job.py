@@ -27,7 +27,7 @@ from mailsvc.digest import (
 from mailsvc.errors import TemplateError
 from mailsvc.log import get_logger
 from mailsvc.render import Templates
-from mailsvc.store import Store, StoreContract
+from mailsvc.store import StoreContract, open_store
 from mailsvc.store.figures import claim_digest, digest_sent, rated_messages, record_digest_mail, waiting_cases
 from mailsvc.templatefiles import load_templates
 
@@ -103,7 +103,7 @@ class DigestJob:
 
 def write_html_report(config: Config, path: Path, period: Period, now: datetime, queue: str | None) -> Digest:
     """`mailsvc report --html FILE`: the digest's page for `period`, written to `path`."""
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     try:
         digest = load_digest(store, config, period, now, every="report", queue=queue)
     finally:

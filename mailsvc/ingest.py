@@ -21,6 +21,7 @@ from mailsvc import crashpoint, metrics
 from mailsvc.classify import ClassifyContext, classify_mail
 from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide
+from mailsvc.errors import StoreConflict
 from mailsvc.expect import TeamFigures
 from mailsvc.guard import MailFacts, automatic_recipients, guard_automatic
 from mailsvc.imap import ImapSource
@@ -182,6 +183,10 @@ class Pipeline:
                 actions = self.finish(decision.actions, status, decision.queue, now)
                 decision = Decision(decision.case_id, decision.queue, actions)
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
+        except StoreConflict:
+            # Stored by another process between is_duplicate and apply (the same mail in two mailboxes).
+            log.info("message_duplicate", stored_by="another process")
+            return Outcome.DUPLICATE, None
         except STORE_ERRORS:
             raise  # the store's state, not the message's: the batch is rolled back and tried again
         except Exception as exc:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mailsvc.errors import StoreConflict, StoreError, StoreUnavailable
 from mailsvc.model import (
@@ -59,6 +60,10 @@ from mailsvc.store.figures import FigureQueries
 from mailsvc.store.migrate import latest_version, migrate
 from mailsvc.store.operations import OperationsQueries
 from mailsvc.store.reads import CaseReadQueries, case_from_row
+from mailsvc.store.sql import SqlConnection, SqlCursor
+
+if TYPE_CHECKING:
+    from mailsvc.config import StoreConfig
 
 # What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
 # I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.
@@ -70,11 +75,22 @@ __all__ = [
     "OutboxMail",
     "Store",
     "StoreContract",
+    "open_store",
     "store_path_problem",
 ]
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
 DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def open_store(config: StoreConfig) -> Store:
+    """The store the configuration names: the SQLite file at `path`, or the PostgreSQL database at `url`."""
+    if config.url is not None:
+        from mailsvc.store.postgres import PostgresStore  # noqa: PLC0415 (psycopg only where it is used)
+
+        return PostgresStore.connect(config.url, config.secret(), lease=config.failover, pool_size=config.pool_size)
+    assert config.path is not None
+    return Store.open(config.path, config.busy_timeout)
 
 
 def store_path_problem(path: Path) -> str | None:
@@ -126,7 +142,8 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
     """The SQLite backend of StoreContract: one connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+        self.db: SqlConnection = db
+        self._sqlite = db
 
     @classmethod
     def open(cls, path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
@@ -152,7 +169,18 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
         return cls(db)
 
     def close(self) -> None:
-        self.db.close()
+        self._sqlite.close()
+
+    def relax_durability(self) -> None:
+        """For the sender: its updates may lag a power loss without losing mail (a resend at worst)."""
+        self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def notify_new_work(self, *, outbox: bool, timers: bool) -> None:
+        """Tell other processes of new outgoing mail or timers once the transaction commits. One process
+        serves an SQLite store, and it wakes its own components: nothing to tell."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -163,7 +191,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
         except BaseException:
             # A failed COMMIT (disk full, busy) may leave the transaction open: end it, or every later
             # BEGIN on this connection would fail too.
-            if self.db.in_transaction:
+            if self._sqlite.in_transaction:
                 with suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK")
             raise
@@ -177,7 +205,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
         except BaseException:
             # SQLite may have rolled back the whole transaction already (disk full): then there is no
             # savepoint left, and the error that caused it is the one to report.
-            if self.db.in_transaction:
+            if self._sqlite.in_transaction:
                 with suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK TO step")
                     self.db.execute("RELEASE step")
@@ -186,7 +214,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
 
     # --- lookups (the read-only view thread.py is given)
 
-    def _with_ccs(self, row: sqlite3.Row | None) -> Case | None:
+    def _with_ccs(self, row: Any) -> Case | None:
         if row is None:
             return None
         ccs = tuple(
@@ -260,8 +288,8 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
     def _advance(self, ref: MailRef) -> None:
         self.db.execute(
             "INSERT INTO mailboxes (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET last_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
-            "THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+            "ON CONFLICT (name) DO UPDATE SET last_uid = CASE WHEN mailboxes.uidvalidity = excluded.uidvalidity "
+            "AND mailboxes.last_uid > excluded.last_uid THEN mailboxes.last_uid ELSE excluded.last_uid END, "
             "uidvalidity = excluded.uidvalidity",
             (ref.mailbox, ref.uidvalidity, ref.uid),
         )
@@ -282,12 +310,11 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
         try:
             cur = self._insert_message_row(msg, ref=ref, case_id=case_id, state=state, kind=kind, reason=reason,
                                            now=now)  # fmt: skip
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" not in str(exc):
+        except Exception as exc:
+            if not self._is_unique_violation(exc):
                 raise
             raise StoreConflict(f"the message is stored already: {exc}") from exc
-        row = cur.lastrowid
-        assert row is not None
+        row = int(cur.fetchone()[0])
         self.db.executemany(
             "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
             [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
@@ -306,11 +333,11 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
         kind: str | None,
         reason: str,
         now: datetime,
-    ) -> sqlite3.Cursor:
+    ) -> SqlCursor:
         return self.db.execute(
             "INSERT INTO messages (case_id, state, kind, reason, mailbox, uidvalidity, uid, message_id, "
             "content_hash, dedupe_key, from_addr, from_name, subject, sent_at, received_at, body_text, "
-            "defects, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "defects, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 case_id,
                 state.value,
@@ -342,7 +369,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
     def _link_message_id(self, message_id: str | None, case_id: int) -> None:
         if message_id:
             self.db.execute(
-                "INSERT OR IGNORE INTO case_message_ids (message_id, case_id) VALUES (?, ?)",
+                "INSERT INTO case_message_ids (message_id, case_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (message_id, case_id),
             )
 
@@ -378,12 +405,11 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
                 case OpenCase(queue=queue, subject=subject, requester=requester, parent=parent, ccs=ccs):
                     cur = self.db.execute(
                         "INSERT INTO cases (queue, subject, requester, requester_name, status, parent_case, "
-                        "created_at, updated_at, automatic) VALUES (?,?,?,?,?,?,?,?,?)",
+                        "created_at, updated_at, automatic) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
                         (queue, subject, requester.addr, requester.name, "open", parent, _ts(now), _ts(now),
                          int(action.automatic)),
                     )  # fmt: skip
-                    case_id = cur.lastrowid
-                    assert case_id is not None
+                    case_id = int(cur.fetchone()[0])
                     for cc in ccs:
                         self._add_cc(case_id, cc)
                     follows = f", follows case {parent}" if parent else ""
@@ -440,7 +466,13 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
                     event = self._side_effect(case_id, action, now)
                     if event is not None:
                         events.append(event)
-        return Applied(case_id, message_row, tuple(outbox), tuple(events))
+        return self._announced(decision, Applied(case_id, message_row, tuple(outbox), tuple(events)))
+
+    def _announced(self, decision: Decision, applied: Applied) -> Applied:
+        timers = any(isinstance(a, SetTimer) for a in decision.actions)
+        if applied.outbox_ids or timers:
+            self.notify_new_work(outbox=bool(applied.outbox_ids), timers=timers)
+        return applied
 
     def _side_effect(self, case_id: int, action: Action, now: datetime) -> tuple[str, dict[str, object]] | None:
         """Timers, satisfaction and bouncing addresses; returns the event to log, if any."""
@@ -485,7 +517,8 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
             case MarkBouncing(addresses=addresses, reason=reason):
                 for address in addresses:
                     self.db.execute(
-                        "INSERT OR REPLACE INTO bouncing (address, since, case_id, reason) VALUES (?,?,?,?)",
+                        "INSERT INTO bouncing (address, since, case_id, reason) VALUES (?,?,?,?) ON CONFLICT (address) "
+                        "DO UPDATE SET since = excluded.since, case_id = excluded.case_id, reason = excluded.reason",
                         (address.lower(), _ts(now), case_id, reason),
                     )
                 self._event(case_id, now, "marked_bouncing", ", ".join(addresses))
@@ -537,7 +570,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
 
     def _add_cc(self, case_id: int, address: Address) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO case_ccs (case_id, address, name) VALUES (?, ?, ?)",
+            "INSERT INTO case_ccs (case_id, address, name) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (case_id, address.key, address.name),
         )
 
@@ -546,13 +579,13 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
         self.db.execute("UPDATE messages SET case_id = ? WHERE case_id = ?", (target, source))
         self.db.execute("UPDATE outbox SET case_id = ? WHERE case_id = ?", (target, source))
         self.db.execute(
-            "INSERT OR IGNORE INTO case_message_ids (message_id, case_id) "
-            "SELECT message_id, ? FROM case_message_ids WHERE case_id = ?",
+            "INSERT INTO case_message_ids (message_id, case_id) "
+            "SELECT message_id, ? FROM case_message_ids WHERE case_id = ? ON CONFLICT DO NOTHING",
             (target, source),
         )
         self.db.execute(
-            "INSERT OR IGNORE INTO case_ccs (case_id, address, name) SELECT ?, address, name FROM case_ccs "
-            "WHERE case_id = ?",
+            "INSERT INTO case_ccs (case_id, address, name) SELECT ?, address, name FROM case_ccs "
+            "WHERE case_id = ? ON CONFLICT DO NOTHING",
             (target, source),
         )
         self.db.execute(
@@ -573,7 +606,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
     def enqueue(self, mail: OutgoingMail, case_id: int | None, cause: int | None, now: datetime) -> int:
         cur = self.db.execute(
             "INSERT INTO outbox (case_id, cause, purpose, message_id, mail_from, rcpt_to, raw, state, "
-            "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 case_id,
                 cause,
@@ -587,15 +620,13 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
                 _ts(now),
             ),
         )
-        row = cur.lastrowid
-        assert row is not None
-        return row
+        return int(cur.fetchone()[0])
 
     def due_mail(self, now: float, limit: int = 100) -> list[OutboxMail]:
         rows = self.db.execute(
             # An operator's retry starts the mail's age (smtp.max_attempts_age) afresh.
             "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, "
-            "max(created_at, coalesce(retried_at, 0)) AS created_at "
+            "CASE WHEN retried_at > created_at THEN retried_at ELSE created_at END AS created_at "
             "FROM outbox WHERE state = 'queued' AND draft IS NULL AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),

@@ -7,9 +7,8 @@ take any store of the contract (`FigureReads`).
 
 from __future__ import annotations
 
-import sqlite3
-
 from mailsvc.store.contract import FigureReads, StoreGauges
+from mailsvc.store.sql import SqlConnection
 
 __all__ = [
     "FigureQueries",
@@ -28,7 +27,7 @@ __all__ = [
 class FigureQueries:
     """Mixed into the SQLite store, which holds the connection."""
 
-    db: sqlite3.Connection
+    db: SqlConnection
 
     def store_gauges(self, now: float) -> StoreGauges:
         db = self.db
@@ -84,7 +83,7 @@ class FigureQueries:
     def claim_digest(self, every: str, period_start: float, period_end: float, now: float) -> bool:
         """Record that this period's digest is being sent; False when it was already. In the caller's transaction."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO digests (every, period_start, period_end, created_at) VALUES (?,?,?,?)",
+            "INSERT INTO digests (every, period_start, period_end, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
             (every, period_start, period_end, now),
         )
         return cur.rowcount == 1

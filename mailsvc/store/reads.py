@@ -5,19 +5,20 @@ Mixed into the store, which holds the connection; nothing here writes.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
 from mailsvc.model import Address, Case, CaseStatus, OutboxState
 from mailsvc.report import CaseFacts, FailedMail
 from mailsvc.store.contract import AttachmentInfo, CaseEvent, MessageSummary, OutboxEntry
+from mailsvc.store.sql import SqlConnection
 
 
 def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def case_from_row(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
+def case_from_row(row: Any, ccs: tuple[Address, ...] = ()) -> Case:
     return Case(
         id=row["id"],
         queue=row["queue"],
@@ -41,7 +42,7 @@ def _float_or_none(value: float | None) -> float | None:
 class CaseReadQueries:
     """The CLI's and the report's reads; mixed into Store."""
 
-    db: sqlite3.Connection
+    db: SqlConnection
 
     def list_cases(self, status: CaseStatus | None = None, limit: int = 200) -> list[Case]:
         if status is None:

@@ -16,18 +16,20 @@ from mailsvc.imap import ImapSource
 from mailsvc.ingest import Outcome, Pipeline
 from mailsvc.model import MailRef
 from mailsvc.parse import parse_message
-from mailsvc.store import Store
+from mailsvc.store import Store, open_store
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import Captured, SmtpCapture
+from tests.integration.stores import STORE_BACKENDS, store_section
 
 
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+@pytest.fixture(params=STORE_BACKENDS)
+def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, request: pytest.FixtureRequest) -> Config:
     raw = sandbox_config(
         imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
         smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
     )  # fmt: skip
+    raw["store"] = store_section(request, tmp_path)
     return parse_config(raw, tmp_path)
 
 
@@ -39,7 +41,7 @@ def wait_until(holds: Callable[[], bool], what: str, timeout: float = 10) -> Non
 
 
 def store_of(config: Config) -> Store:
-    return Store.open(config.store.path)
+    return open_store(config.store)
 
 
 def test_request_becomes_case_and_is_acknowledged_once(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
