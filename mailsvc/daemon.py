@@ -24,7 +24,7 @@ from mailsvc import metrics
 from mailsvc.backoff import Backoff
 from mailsvc.config import Config, MailboxSpec, load_config
 from mailsvc.credentials import mailbox_credentials, provider_for
-from mailsvc.errors import ConfigError, MailsvcError
+from mailsvc.errors import ConfigError, MailsvcError, OAuthError
 from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.instances import lease_for, listen
@@ -199,7 +199,10 @@ def watch_mailbox(
             metrics.imap_disconnected(spec.key)
             log.warning("imap_disconnected", folder=spec.key, error=scrub(f"{type(exc).__name__}: {exc}"),
                         retry_in_s=round(delay, 1))  # fmt: skip
-            status.fault(f"imap {spec.key}", f"IMAP unavailable ({spec.key}), retrying in {delay:.0f}s")
+            if isinstance(exc, OAuthError) and exc.permanent:  # retrying will not help: someone must sign in
+                status.fault(f"imap {spec.key}", f"cannot log in to {spec.key} ({exc.code}): run mailsvc oauth login")
+            else:
+                status.fault(f"imap {spec.key}", f"IMAP unavailable ({spec.key}), retrying in {delay:.0f}s")
             stop.wait(delay)
         finally:
             source.close()

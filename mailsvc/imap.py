@@ -118,6 +118,7 @@ class ImapSource:
         item = data.get(uid)
         if item is None or b"BODY[HEADER]" not in item:
             return None
+        metrics.FETCHED.labels(self.key).inc()  # a message too large to download counts as fetched, once
         return bytes(item[b"BODY[HEADER]"])
 
     def fetch(self, uids: Sequence[int]) -> dict[int, bytes]:

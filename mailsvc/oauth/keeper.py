@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from mailsvc import metrics
 from mailsvc.config import OAuth2Config
 from mailsvc.errors import OAuthError
 from mailsvc.log import get_logger
@@ -91,11 +92,13 @@ class TokenKeeper:
         try:
             grant = ask()
         except OAuthError as exc:
+            metrics.OAUTH_REFRESH_FAILURES.labels(self.account).inc()
             if not exc.permanent:
                 log.warning("oauth_refresh_deferred", account=self.account, user=self.user, error=exc.code,
                             detail=exc.description)  # fmt: skip
                 raise
             raise self._failed(tokens or TokenSet(user=self.user), exc) from None
+        metrics.OAUTH_REFRESHES.labels(self.account).inc()
         new = tokens_from(grant, self.user, now, tokens)
         self.file.save(new)
         _logged.difference_update({k for k in _logged if k[0] == self.file.path})

@@ -76,10 +76,6 @@ def staff_notice(
             log.warning("login_notice_deferred", account=account, error=str(exc_store))
             return False
         log.info("login_notice_queued", account=account, message_id=mail.message_id, rcpt=list(mail.rcpt_to))
-        # Imported here: the daemon imports this module (through credentials) when it loads.
-        from mailsvc.daemon import sd_notify  # noqa: PLC0415
-
-        sd_notify(f"STATUS=cannot log in to {tokens.user} ({exc.code}): run mailsvc oauth login")
         if notify is not None:
             notify()
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,12 +20,13 @@ from mailsvc.testing.smtp_capture import SmtpCapture
 
 
 class Daemon:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailsvc", "run", "-c", str(config)], stdout=self._log, stderr=subprocess.STDOUT
-        )
+            [sys.executable, "-m", "mailsvc", "run", "-c", str(config)], stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
 
     def events(self) -> list[dict[str, Any]]:
         text = self.log_path.read_text()

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mailsvc import metrics
 from mailsvc.config import Config
 from mailsvc.credentials import OAuth2Provider, keeper_for, provider_for, token_path
 from mailsvc.errors import OAuthError
@@ -245,7 +246,9 @@ def test_rotated_refresh_token_survives_a_restart(
     config = oauth_config(secure_dovecot, secure_mailbox, idp, tls_ca, tmp_path)
     path = token_path(config, config.imap)
     seed(idp, config, secure_mailbox.user)
+    refreshes = metric("mailsvc_oauth_refreshes_total", account="imap")
     keeper_for(config, "imap").access_token(renew=True)
+    assert metric("mailsvc_oauth_refreshes_total", account="imap") == refreshes + 1
     rotated = TokenFile(path).load()
     assert rotated is not None
     # A new process: nothing but the file carries the rotated token (the first one is void at the provider).
@@ -283,6 +286,7 @@ def test_a_revoked_refresh_token_fails_for_good_once(
     idp.revoke(secure_mailbox.user)
     provider = provider_for(config, "imap")
     assert isinstance(provider, OAuth2Provider)
+    failures = metric("mailsvc_oauth_refresh_failures_total", account="imap")
     for _ in range(3):
         source = ImapSource(config.imap, provider)
         with pytest.raises(OAuthError) as caught:
@@ -290,8 +294,13 @@ def test_a_revoked_refresh_token_fails_for_good_once(
         assert caught.value.code == "invalid_grant"
     # Asked once: until a new login, the identity provider is not pestered with a token it refused.
     assert idp.grants["refresh_token"] == 1
+    assert metric("mailsvc_oauth_refresh_failures_total", account="imap") == failures + 1
     tokens = TokenFile(token_path(config, config.imap)).load()
     assert tokens is not None and tokens.last_error == "invalid_grant"
+
+
+def metric(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def seed(idp: IdentityProvider, config: Config, user: str, *, access_token: str = "", expires_in: float = 0) -> None:

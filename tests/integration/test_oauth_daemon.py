@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from mailsvc.testing.smtp_capture import SmtpCapture
 from mailsvc.testing.tls import ThrowawayCA
 from tests.integration import secure
 from tests.integration.test_daemon import Daemon
+from tests.integration.test_service import NotifyListener
 
 TOKEN_KEY = "0123456789abcdef0123456789abcdef"
 
@@ -79,7 +81,8 @@ def test_three_accounts_one_revoked_the_others_go_on(
         seed(idp, config, key)
     idp.revoke(second.user)
 
-    daemon = Daemon(config_path, tmp_path / "daemon.log")
+    listener = NotifyListener(Path(tempfile.mkdtemp(prefix="mailsvc-notify-")))
+    daemon = Daemon(config_path, tmp_path / "daemon.log", env={"NOTIFY_SOCKET": str(listener.path)})
     try:
         secure.wait_until(daemon, lambda ev: secure.count(ev, "imap_connected") >= 2, "two accounts connected")
         main.append(mail(subject="Printer", to="help@example.org", message_id="<p1@example.net>"))
@@ -93,6 +96,9 @@ def test_three_accounts_one_revoked_the_others_go_on(
         )  # fmt: skip
     finally:
         assert daemon.stop() == 0
+        listener.close()
+    lines = [line for _, line in listener.received if line.startswith("STATUS=")]
+    assert "STATUS=cannot log in to second:INBOX (invalid_grant): run mailsvc oauth login" in lines, lines
     failed = [e for e in events if e["event"] == "oauth_refresh_failed"]
     assert len(failed) == 1
     assert failed[0]["error"] == "invalid_grant"
