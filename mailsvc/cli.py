@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mailsvc import __version__
 from mailsvc.cli_outbox import add_outbox_commands
+from mailsvc.cli_store import add_store_commands
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import load_service_config, run_forever, run_once
 from mailsvc.digest import Period
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _register_oauth_and_doctor(commands, with_config)
     add_outbox_commands(commands, with_config)
+    add_store_commands(commands, with_config)
 
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
     report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")
