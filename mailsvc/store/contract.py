@@ -1,7 +1,7 @@
 """The store's contract: what ingest, the scheduler, the sender, the CLI, the report, metrics and the digest
 may ask of a store, split by job, and the frozen values it answers with (never a driver's rows).
 
-Every backend (SQLite today) implements `StoreContract`; tests/integration/test_store_contract.py holds
+Every backend (SQLite, PostgreSQL) implements `StoreContract`; tests/integration/test_store_contract.py holds
 each to it. Policy is not part of it: which mail is automatic and what counts as a first response come
 from the pure core with the actions (`QueueMail.automatic`, `QueueMail.first_response`).
 """

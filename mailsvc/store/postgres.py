@@ -305,6 +305,8 @@ class PostgresStore(Store):
     def requeue(self, outbox_ids: Sequence[int], now: float) -> list[int]:
         done = super().requeue(outbox_ids, now)
         if done:
+            # A claim left by a sender that gave up on the mail must not hold it back.
+            self.db.execute("UPDATE outbox SET claimed_until = NULL WHERE id = ANY(CAST(? AS BIGINT[]))", (done,))
             self.notify_new_work(outbox=True, timers=False)
         return done
 

@@ -181,3 +181,15 @@ def test_one_holder_of_a_mailbox_lease_and_a_standby_takes_over(url: str) -> Non
     for lease in (second, other):
         lease.release()
         assert lease.lost.is_set()
+
+
+def test_a_requeued_mail_is_due_at_once_whoever_claimed_it(two: tuple[PostgresStore, PostgresStore]) -> None:
+    a, b = two
+    (mail_id,) = built_mail(a, 1)
+    now = T0.timestamp()
+    a.due_mail(now)
+    with a.transaction():
+        a.mark_failed(mail_id, "550 no such user")
+    with b.transaction():
+        assert b.requeue([mail_id], now + 1) == [mail_id]
+    assert [m.id for m in b.due_mail(now + 1)] == [mail_id]
