@@ -506,3 +506,18 @@ def test_acknowledgement_answers_the_request_when_a_reply_follows_in_the_same_pa
     (ack,) = smtp.messages
     assert ack.message["In-Reply-To"] == "<badge-1@example.net>"
     assert ack.message["References"] == "<badge-1@example.net>"
+
+
+def test_a_message_another_process_stored_first_counts_as_a_duplicate(config: Config) -> None:
+    """Between the duplicate check and the insert another instance may store the same position: the unique
+    constraint decides, the message counts as a duplicate, and the batch's transaction goes on."""
+    store = store_of(config)
+    pipeline = Pipeline(config, store)
+    ref = MailRef("INBOX", 1, 1)
+    with store.transaction():
+        first, _ = pipeline.handle(ref, mail(subject="Filed by the other instance", message_id="<a@example.net>"))
+        again, case_id = pipeline.handle(ref, mail(subject="Same position, fetched here", message_id="<b@example.net>"))
+        later, _ = pipeline.handle(MailRef("INBOX", 1, 2), mail(subject="Next in the batch"))
+    assert (first, again, case_id, later) == (Outcome.FILED, Outcome.DUPLICATE, None, Outcome.FILED)
+    assert [c.subject for c in store.list_cases()] == ["Next in the batch", "Filed by the other instance"]
+    store.close()

@@ -92,3 +92,12 @@ def test_progress_is_told_per_table_up_to_its_total(filled: Path, request: pytes
     assert list(told) == list(TABLES)
     source.close()
     target.close()
+
+
+def test_copy_refuses_what_it_cannot_do(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture,
+                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    config = write_sandbox_config(tmp_path / "mailsvc.yaml", mailbox, smtp, tmp_path / "none.db")
+    assert main(["store", "copy", "--to", "mysql://db/mailsvc", "-c", str(config)]) == 2
+    assert "--to must be a postgresql:// URL" in capsys.readouterr().err
+    assert main(["store", "copy", "--to", "postgresql://postgres@127.0.0.1/x", "-c", str(config)]) == 1
+    assert f"there is no store at {tmp_path / 'none.db'}" in capsys.readouterr().err
