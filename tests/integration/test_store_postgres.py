@@ -6,11 +6,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from mailsvc.config import StoreConfig
+from mailsvc.config import StoreConfig, parse_config
+from mailsvc.doctor import CheckFailed, check_pg_store
 from mailsvc.errors import StoreError, StoreUnavailable
 from mailsvc.instances import PgMailboxLease
 from mailsvc.model import (
@@ -193,3 +195,22 @@ def test_a_requeued_mail_is_due_at_once_whoever_claimed_it(two: tuple[PostgresSt
     with b.transaction():
         assert b.requeue([mail_id], now + 1) == [mail_id]
     assert [m.id for m in b.due_mail(now + 1)] == [mail_id]
+
+
+def test_doctor_reads_the_schema_version_and_changes_nothing(url: str, tmp_path: Path) -> None:
+    raw = {
+        "imap": {"host": "127.0.0.1", "tls": "none", "user": "help", "password": "secret"},
+        "smtp": {"host": "127.0.0.1", "tls": "none", "port": 2525},
+        "queues": {"help": {"address": "help@example.org"}},
+        "store": {"url": url},
+    }
+    config = parse_config(raw, tmp_path)
+    assert (
+        check_pg_store(config) == f"{url} answers; schema version 0, brought to {latest_pg_version()} at the next start"
+    )
+    assert pg_schema_version(url) == 0
+    PostgresStore.connect(url).close()
+    assert check_pg_store(config) == f"{url} answers; schema version {latest_pg_version()} is current"
+    raw["store"] = {"url": url.rsplit("/", 1)[0] + "/no_such_database"}
+    with pytest.raises(CheckFailed, match="no_such_database"):
+        check_pg_store(parse_config(raw, tmp_path))
