@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mailsvc import crashpoint, metrics
 from mailsvc.decide import decide_send_failure
 from mailsvc.digest_job import DigestJob
+from mailsvc.errors import StoreConflict
 from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
@@ -52,6 +53,10 @@ class Scheduler:
                         crashpoint.reached("timer_fired")
                 except STORE_ERRORS:
                     raise  # the store's state, not the timer's: the caller backs off and tries again
+                except StoreConflict:
+                    # Ended meanwhile by new mail on the case or by another instance: nothing left to do.
+                    self.log.info("timers_handled_elsewhere", case_id=case_id, timers=[t.kind.value for t in timers])
+                    continue
                 except Exception as exc:  # a bug or a broken template must not stop every other case's timers
                     self._give_up(case_id, timers, f"{type(exc).__name__}: {exc}")
                     continue

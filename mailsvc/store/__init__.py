@@ -505,7 +505,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
                 )
                 if cur.rowcount != 1:
                     # Someone else handled it first: roll back rather than act twice.
-                    raise StoreError(f"timer {timer.id} was already handled")
+                    raise StoreConflict(f"timer {timer.id} was already handled")
                 self._event(case_id, now, f"timer_{state.value}", f"{timer.kind.value} {reason}".strip())
                 return f"timer_{state.value}", {"case_id": case_id, "timer": timer.kind.value, "reason": reason}
             case RecordSatisfaction(score=score, answer=answer):
