@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 from mailsvc.bounce import detect_bounce
 from mailsvc.model import Classification, InboundMessage, MessageKind
+from mailsvc.spam import NO_SPAM_RULES, SpamPolicy, spam_verdict
 
 
 @dataclass(frozen=True, slots=True)
 class ClassifyContext:
     own_addresses: frozenset[str]
+    spam: SpamPolicy = NO_SPAM_RULES
 
 
 Detector = Callable[[InboundMessage, ClassifyContext], Classification | None]
@@ -37,6 +39,11 @@ def x_loop_ours(msg: InboundMessage, ctx: ClassifyContext) -> Classification | N
         if value.strip().strip("<>").lower() in ctx.own_addresses:
             return Classification(MessageKind.LOOP, "X-Loop names us")
     return None
+
+
+def spam_marked(msg: InboundMessage, ctx: ClassifyContext) -> Classification | None:
+    found = spam_verdict(msg, ctx.spam)
+    return Classification(MessageKind.JUNK, found) if found is not None else None
 
 
 def delivery_report(msg: InboundMessage, ctx: ClassifyContext) -> Classification | None:
@@ -94,6 +101,7 @@ def noreply_sender(msg: InboundMessage, ctx: ClassifyContext) -> Classification 
 DETECTORS: tuple[Detector, ...] = (
     from_ourselves,
     x_loop_ours,
+    spam_marked,
     delivery_report,
     mailer_daemon,
     auto_submitted,

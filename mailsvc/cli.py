@@ -15,7 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailsvc import __version__
+from mailsvc.cli_import import add_import_command
 from mailsvc.cli_outbox import add_outbox_commands
+from mailsvc.cli_retention import add_retention_commands
+from mailsvc.cli_senders import add_senders_commands
 from mailsvc.cli_store import add_store_commands
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import load_service_config, run_forever, run_once
@@ -24,7 +27,7 @@ from mailsvc.digest_job import write_html_report
 from mailsvc.doctor import cmd_doctor
 from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.log import configure
-from mailsvc.model import CaseStatus
+from mailsvc.model import Case, CaseStatus
 from mailsvc.oauth.commands import cmd_oauth_login, cmd_oauth_status
 from mailsvc.parse import parse_message
 from mailsvc.report import build_report, format_table, parse_since, period_start, to_json
@@ -72,10 +75,11 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_cases_list(args: argparse.Namespace) -> int:
     store = open_store(load_config(args.config).store)
-    cases = store.list_cases(CaseStatus(args.status) if args.status else None, limit=args.limit)
+    junk = args.status == JUNK
+    cases = store.list_cases(CaseStatus(args.status) if args.status and not junk else None, args.limit, junk=junk)
     if args.json:
         rows = [
-            {"id": c.id, "queue": c.queue, "status": c.status.value, "requester": c.requester.addr,
+            {"id": c.id, "queue": c.queue, "status": _status(c), "requester": c.requester.addr,
              "subject": c.subject, "updated_at": c.updated_at.isoformat()}
             for c in cases
         ]  # fmt: skip
@@ -84,8 +88,16 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     print(f"{'ID':>6}  {'STATUS':<9} {'QUEUE':<10} {'UPDATED':<19}  {'REQUESTER':<28} SUBJECT")
     for c in cases:
         updated = c.updated_at.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{c.id:>6}  {c.status.value:<9} {c.queue:<10} {updated:<19}  {c.requester.addr:<28} {c.subject}")
+        print(f"{c.id:>6}  {_status(c):<9} {c.queue:<10} {updated:<19}  {c.requester.addr:<28} {c.subject}")
     return 0
+
+
+JUNK = "junk"
+
+
+def _status(case: Case) -> str:
+    """Junk is shown as the case's status; the workflow status it keeps comes back with #notspam."""
+    return JUNK if case.junk else case.status.value
 
 
 def show(text: str = "") -> None:
@@ -101,7 +113,9 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
         return 1
     requester = f"{case.requester.name} <{case.requester.addr}>" if case.requester.name else case.requester.addr
     show(f"Case {case.id}: {case.subject}")
-    show(f"  queue {case.queue}, status {case.status.value}, priority {case.priority}, owner {case.owner or '-'}")
+    show(f"  queue {case.queue}, status {_status(case)}, priority {case.priority}, owner {case.owner or '-'}")
+    if case.junk:
+        show(f"  junk: {case.junk} (the status it keeps: {case.status.value})")
     show(f"  requester {requester}")
     show(f"  opened {case.created_at:%Y-%m-%d %H:%M:%S}, updated {case.updated_at:%Y-%m-%d %H:%M:%S} (UTC)")
     show("\nMessages:")
@@ -229,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cases = commands.add_parser("cases", help="inspect cases").add_subparsers(dest="cases_command", required=True)
     listing = with_config(cases.add_parser("list", help="list cases, newest first"))
-    listing.add_argument("--status", choices=[s.value for s in CaseStatus])
+    listing.add_argument("--status", choices=[*(s.value for s in CaseStatus), JUNK])
     listing.add_argument("--limit", type=int, default=200)
     listing.add_argument("--json", action="store_true", help="JSON for scripts")
     listing.set_defaults(func=cmd_cases_list)
@@ -250,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _register_oauth_and_doctor(commands, with_config)
     add_outbox_commands(commands, with_config)
+    add_senders_commands(commands, with_config)
+    add_retention_commands(commands, with_config)
+    add_import_command(commands, with_config)
     add_store_commands(commands, with_config)
 
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))

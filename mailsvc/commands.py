@@ -125,6 +125,8 @@ PARSERS: dict[str, ArgParser] = {
     "cc": _cc,
     "merge": _merge,
     "comment": _fixed("comment", "comment", ()),
+    "spam": lambda args: ("spam", ()) if not args else _choice("spam", ("block",), args),
+    "notspam": _fixed("notspam", "notspam", ()),
 }
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -209,8 +210,14 @@ class _Server(_Credentials):
 
 class ImapConfig(_Server):
     folder: str = "INBOX"
-    processed_folder: str = "Processed"
+    # null: processed mail stays in the watched folder, marked \\Seen and with `done_keyword`.
+    processed_folder: str | None = "Processed"
     quarantine_folder: str = "Quarantine"
+    junk_folder: str = "Junk"
+    done_keyword: str = Field(default="$MailsvcDone", pattern=r"^[A-Za-z$][A-Za-z0-9_$.-]{0,63}$")
+    # The first start on a folder that already holds mail: what happens to mail older than backlog_age.
+    backlog: Literal["file", "skip", "answer"] = "file"
+    backlog_age: float = Field(default=86400.0, ge=0)
     idle: bool = True
     poll_interval: float = Field(default=60.0, gt=0)
     idle_renew: float = Field(default=25 * 60.0, gt=0, le=29 * 60.0)
@@ -222,6 +229,11 @@ class ImapConfig(_Server):
     @property
     def effective_port(self) -> int:
         return self.port or (993 if self.tls is TlsMode.IMPLICIT else 143)
+
+    @field_validator("backlog_age", mode="before")
+    @classmethod
+    def _backlog_duration(cls, value: Any) -> Any:
+        return 0.0 if value == 0 else parse_duration(value)
 
 
 class SmtpConfig(_Server):
@@ -348,6 +360,61 @@ class SlaConfig(_Strict):
         return tuple(_check_address(v) for v in value)
 
 
+class SpamHeaderRule(_Strict):
+    """A header our receiving server adds: spam when its value matches `matches` (a regular
+    expression, case-insensitive) or its leading number is at least `score_at_least`."""
+
+    name: str = Field(pattern=r"^[!-9;-~]+$")
+    matches: str | None = None
+    score_at_least: float | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> SpamHeaderRule:
+        if (self.matches is None) == (self.score_at_least is None):
+            raise ValueError("give matches or score_at_least")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches: not a regular expression: {exc}") from None
+        return self
+
+
+class SpamConfig(_Strict):
+    """Spam verdicts of our own receiving server (the MTA must strip copies that come with the mail)."""
+
+    # Whose headers to believe: spamassassin (X-Spam-Flag, X-Spam-Status), rspamd (X-Spam, X-Rspamd-Action).
+    trust: tuple[Literal["spamassassin", "rspamd"], ...] = ("spamassassin", "rspamd")
+    headers: tuple[SpamHeaderRule, ...] = ()
+
+
+def _sender_pattern(value: str) -> str:
+    text = value.strip().lower()
+    bare = text.removeprefix("*.").removeprefix("@")
+    if not bare or any(c in bare for c in " ,;<>()*") or bare.count("@") > 1 or "." not in bare.rpartition("@")[2]:
+        raise ValueError(f"{value!r}: give an address, a domain, or *.domain for its subdomains")
+    return text
+
+
+SenderPattern = Annotated[str, AfterValidator(_sender_pattern)]
+
+
+class SendersConfig(_Strict):
+    """Who may open cases in a queue: addresses, domains, `*.example.org` for subdomains."""
+
+    allow: tuple[SenderPattern, ...] = ()
+    deny: tuple[SenderPattern, ...] = ()
+    no_ack: tuple[SenderPattern, ...] = ()
+    # With an allow list, mail from anyone else: filed as junk, or answered with the `refused` template.
+    others: Literal["junk", "refuse"] = "refuse"
+
+
+class RetentionConfig(_Strict):
+    """Closed cases older than `closed_after` lose their mail's content; a tombstone stays."""
+
+    closed_after: Duration | None = None
+
+
 class QueueConfig(_Strict):
     address: str
     display_name: str = "Help Desk"
@@ -364,6 +431,8 @@ class QueueConfig(_Strict):
     # without either, it arrives in the main mailbox and is routed by address.
     folder: str | None = None
     imap: ImapConfig | None = None
+    senders: SendersConfig = SendersConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _one_mailbox(self) -> QueueConfig:
@@ -468,6 +537,9 @@ class AutoMailConfig(_Strict):
     auto-responders the headers do not reveal."""
 
     max_per_hour: int = Field(default=5, ge=1)
+    # No automatic mail to a sender without an aligned dkim/spf/dmarc pass in our trusted
+    # Authentication-Results (a dmarc=fail never gets one, whatever this says).
+    require_authenticated: bool = False
 
 
 class LimitsConfig(_Strict):
@@ -542,6 +614,7 @@ class Config(_Strict):
     our_addresses: tuple[str, ...] = ()
     trust: TrustConfig = TrustConfig()
     auto_mail: AutoMailConfig = AutoMailConfig()
+    spam: SpamConfig = SpamConfig()
     limits: LimitsConfig = LimitsConfig()
     log: LogConfig = LogConfig()
     metrics: MetricsConfig | None = None

@@ -114,7 +114,8 @@ def run_once(config: Config) -> int:
             source.close()
         log.info(
             "pass_finished", folder=spec.key, filed=result.filed, quarantined=result.quarantined,
-            duplicates=result.duplicates, moved=result.moved,
+            duplicates=result.duplicates, moved=result.moved, junk=result.junk, history=result.history,
+            skipped=result.skipped,
         )  # fmt: skip
     tick = Scheduler(pipeline).tick()
     log.info("timers_checked", timers=tick.timers, mails=tick.mails, notices=tick.notices)
@@ -187,7 +188,7 @@ def watch_mailbox(
                 if result.filed or result.quarantined or result.duplicates or result.moved:
                     log.info("pass_finished", folder=source.mailbox, filed=result.filed,
                              quarantined=result.quarantined, duplicates=result.duplicates,
-                             moved=result.moved)  # fmt: skip
+                             moved=result.moved, junk=result.junk, history=result.history)  # fmt: skip
                     # Mail that arrived during this pass may have been announced in a
                     # SEARCH or MOVE response, which IDLE will not repeat: look again first.
                     continue

@@ -17,15 +17,19 @@ from mailsvc.model import (
     Action,
     AddCc,
     Address,
+    CancelTimers,
     Case,
     CaseStatus,
     Classification,
     ClearAutomatic,
     ClearBouncing,
+    ClearJunk,
     Decision,
+    DenySender,
     FileMessage,
     InboundMessage,
     MarkBouncing,
+    MarkJunk,
     MergeInto,
     MessageKind,
     OpenCase,
@@ -35,10 +39,13 @@ from mailsvc.model import (
     SetOwner,
     SetPriority,
     SetStatus,
+    SetTimer,
     Suppress,
     ThreadMatch,
+    TimerKind,
 )
 from mailsvc.satisfaction import parse_rating
+from mailsvc.senders import UNSCREENED, Screen
 from mailsvc.strip import strip_reply
 from mailsvc.thread import CaseLookup, case_subject
 from mailsvc.trust import TrustVerdict
@@ -69,9 +76,11 @@ def decide(
     queue: str,
     sender: TrustVerdict,
     lookup: CaseLookup,
+    screen: Screen = UNSCREENED,
 ) -> Decision:
-    """`queue` is where a new case would open; an existing case keeps its own."""
-    decision = _decide(msg, found, match, queues=queues, queue=queue, sender=sender, lookup=lookup)
+    """`queue` is where a new case would open; an existing case keeps its own. `screen`: what the
+    sender rules and the sender's authentication say (senders.screen_sender, trust.authenticate_sender)."""
+    decision = _decide(msg, found, match, queues=queues, queue=queue, sender=sender, lookup=lookup, screen=screen)
     human = (MessageKind.REQUEST, MessageKind.REQUESTER_REPLY)
     if msg.from_ is not None and any(isinstance(a, FileMessage) and a.kind in human for a in decision.actions):
         # The requester wrote from this address: it works again, whatever bounced before.
@@ -91,6 +100,7 @@ def _decide(
     queue: str,
     sender: TrustVerdict,
     lookup: CaseLookup,
+    screen: Screen,
 ) -> Decision:
     case = match.case
     if found.kind is MessageKind.LOOP:
@@ -98,6 +108,9 @@ def _decide(
         return Decision(case.id if case else None, case.queue if case else queue, (FileMessage(found.kind),))
     if case is not None and sender.staff and not is_automatic(found.kind):
         return _staff_mail(msg, case, queues[case.queue], sender, lookup)
+    if case is not None and case.junk and found.kind is MessageKind.REQUEST:
+        # More mail on a junk case is junk too, until staff say #notspam.
+        return Decision(case.id, case.queue, (FileMessage(MessageKind.JUNK, note=f"case is junk: {case.junk}"),))
     if (
         case is not None
         and found.kind is MessageKind.REQUEST
@@ -108,7 +121,10 @@ def _decide(
             return _satisfaction(case, queues[case.queue], rating.score, rating.answer, rating.remark)
     if case is None or (case.status is CaseStatus.CLOSED and found.kind is MessageKind.REQUEST):
         tags = tuple(q.tag for q in queues.values() if q.tag is not None)
-        return _open_case(msg, found, queues[queue], parent=case.id if case else None, tags=tags)
+        parent = case.id if case else None
+        if found.kind is MessageKind.REQUEST and (screen.junk or screen.refuse):
+            return _refused(msg, queues[queue], parent, tags, screen)
+        return _open_case(msg, found, queues[queue], parent=parent, tags=tags, screen=screen)
     if found.kind is MessageKind.BOUNCE:
         # The requester did not get our mail: a human has to find another way to reach them.
         notice = _notify_staff(case, queues[case.queue], "bounce_notice", found.reason)
@@ -116,11 +132,61 @@ def _decide(
         return Decision(case.id, case.queue, (FileMessage(found.kind, note=found.reason), *mark, *notice))
     if found.kind is not MessageKind.REQUEST:
         return Decision(case.id, case.queue, (FileMessage(found.kind),))
-    actions: list[Action] = [FileMessage(MessageKind.REQUESTER_REPLY)]
+    actions: list[Action] = [FileMessage(MessageKind.REQUESTER_REPLY, note=_unverified_note(screen))]
     if case.status in (CaseStatus.WAITING, CaseStatus.RESOLVED):
         actions.append(SetStatus(CaseStatus.OPEN))
-    actions.extend(_notify_staff(case, queues[case.queue], "notify", strip_reply(msg.text), attach=True))
+    text = _unverified_banner(screen) + strip_reply(msg.text)
+    actions.extend(_notify_staff(case, queues[case.queue], "notify", text, attach=True))
     return Decision(case.id, case.queue, tuple(actions))
+
+
+def _unverified_note(screen: Screen) -> str:
+    return f"sender not verified: {screen.unverified}" if screen.unverified else ""
+
+
+def _unverified_banner(screen: Screen) -> str:
+    return f"[Sender not verified: {screen.unverified}]\n\n" if screen.unverified else ""
+
+
+def _refused(
+    msg: InboundMessage, queue: QueuePolicy, parent: int | None, tags: tuple[re.Pattern[str], ...], screen: Screen
+) -> Decision:
+    """A sender the queue's rules turn away: a junk case, answered politely only when `refuse` says so
+    (and never a sender whose mail failed authentication: the answer would be backscatter)."""
+    assert msg.from_ is not None, "parse quarantines mail without a sender"
+    reason = screen.junk or screen.refuse or ""
+    subject = case_subject(msg.subject, tags) or "(no subject)"
+    actions: list[Action] = [
+        OpenCase(queue.name, subject, msg.from_, parent=parent, automatic=True),
+        FileMessage(MessageKind.JUNK, note=reason),
+        MarkJunk(reason),
+        Suppress("ack", reason),
+        Suppress("notify", reason),
+    ]
+    if screen.refuse and screen.unverified:
+        actions.append(Suppress("refused", f"sender not verified: {screen.unverified}"))
+    elif screen.refuse:
+        actions.append(QueueMail("refused", "refused", (msg.from_,)))
+    return Decision(None, queue.name, tuple(actions))
+
+
+def silence(actions: tuple[Action, ...], reason: str) -> tuple[Action, ...]:
+    """History (a backlog filed at the first start, an imported archive): filed as it is, but no mail
+    goes out, a new case is opened as automatic (no SLA until a person writes) and no timer starts."""
+    quiet: list[Action] = []
+    for action in actions:
+        match action:
+            case QueueMail(purpose=purpose):
+                quiet.append(Suppress(purpose, reason))
+            case OpenCase():
+                quiet.append(
+                    OpenCase(action.queue, action.subject, action.requester, action.parent, action.ccs, automatic=True)
+                )
+            case SetTimer():
+                continue
+            case _:
+                quiet.append(action)
+    return tuple(quiet)
 
 
 def _open_case(
@@ -129,6 +195,8 @@ def _open_case(
     queue: QueuePolicy,
     parent: int | None,
     tags: tuple[re.Pattern[str], ...] = (),
+    *,
+    screen: Screen = UNSCREENED,
 ) -> Decision:
     """A new case; its subject is the topic alone (a follow-up's request quotes the old case's tag)."""
     assert msg.from_ is not None, "parse quarantines mail without a sender"
@@ -143,6 +211,8 @@ def _open_case(
         # Automatic mail that threads nowhere: no answer to a machine, but no silent case either.
         # Staff are told; the case is marked automatic and runs no SLA until a person writes on it.
         actions.append(Suppress("ack", found.reason))
+        if found.kind is MessageKind.JUNK:
+            actions.append(MarkJunk(found.reason))
         if found.bounced:  # a bounce of mail we cannot place: the address is bad all the same
             actions.append(MarkBouncing(found.bounced, found.reason))
         if found.kind is MessageKind.JUNK:
@@ -153,9 +223,16 @@ def _open_case(
         else:
             actions.append(Suppress("notify", "the queue has no staff"))
         return Decision(None, queue.name, tuple(actions))
-    actions.append(QueueMail("ack", "ack", (msg.from_,)))
+    if screen.unverified:
+        actions[1] = FileMessage(found.kind, note=_unverified_note(screen))
+        actions.append(Suppress("ack", _unverified_note(screen)))
+    elif screen.no_ack:
+        actions.append(Suppress("ack", screen.no_ack))
+    else:
+        actions.append(QueueMail("ack", "ack", (msg.from_,)))
     if queue.staff:
-        actions.append(QueueMail("notify", "notify", queue.staff, text=strip_reply(msg.text), attach=True))
+        text = _unverified_banner(screen) + strip_reply(msg.text)
+        actions.append(QueueMail("notify", "notify", queue.staff, text=text, attach=True))
     return Decision(None, queue.name, tuple(actions))
 
 
@@ -205,13 +282,15 @@ def _staff_mail(
                 QueueMail("command_error", "command_error", (msg.from_,), text="\n".join(errors)),
             ),
         )
-    comment = any(c.name == "comment" for c in parsed.commands) or _sent_to(msg, queue.comment_address)
+    # Junk is never answered: a staff mail that marks it so is kept as a comment, never relayed.
+    junk = any(c.name == "spam" for c in parsed.commands)
+    comment = junk or any(c.name == "comment" for c in parsed.commands) or _sent_to(msg, queue.comment_address)
     body = parsed.body.strip()
     kind = MessageKind.COMMENT if comment else (MessageKind.STAFF_REPLY if body else MessageKind.COMMAND)
     actions: list[Action] = [FileMessage(kind)]
     status_set = False
     for command in parsed.commands:
-        actions.extend(_run(command, msg.from_, queue))
+        actions.extend(_run(command, msg.from_, queue) or _junk_command(command, msg.from_, case))
         status_set |= command.name == "status"
     if comment:
         others = tuple(s for s in queue.staff if s.key != msg.from_.key)
@@ -268,6 +347,22 @@ def _run(command: Command, sender: Address, queue: QueuePolicy) -> list[Action]:
             return [RemoveCc(address.lower())]
         case "merge", (target,):
             return [MergeInto(int(target))]
+    return []
+
+
+def _junk_command(command: Command, sender: Address, case: Case) -> list[Action]:
+    """#spam [block] and #notspam; the case's timers stop with #spam (no SLA for junk)."""
+    match command.name, command.args:
+        case "spam", args:
+            actions: list[Action] = [
+                MarkJunk(f"#spam by {sender.key}", move=True),
+                CancelTimers(tuple(TimerKind), "the case is junk"),
+            ]
+            if args == ("block",):
+                actions.append(DenySender(case.queue, case.requester.key, sender.key))
+            return actions
+        case "notspam", _:
+            return [ClearJunk()]
     return []
 
 

@@ -206,7 +206,8 @@ def _imap_session(doctor: Doctor, config: Config, key: str, imap: ImapConfig, cl
         return
 
     def folders() -> str:
-        wanted = [imap.folder, imap.processed_folder, imap.quarantine_folder]
+        folders = (imap.folder, imap.processed_folder, imap.quarantine_folder, imap.junk_folder)
+        wanted = [f for f in folders if f is not None]
         missing = [f for f in wanted if not client.folder_exists(f)]
         created = []
         if fix:

@@ -75,8 +75,9 @@ class ImapSource:
                 except ssl.SSLError as exc:
                     raise TlsError.handshake(cfg.host, cfg.effective_port, exc) from None
             login(client, self.credentials)
-            for folder in (cfg.processed_folder, cfg.quarantine_folder):
-                _ensure_folder(client, folder)
+            for folder in (cfg.processed_folder, cfg.quarantine_folder, cfg.junk_folder):
+                if folder is not None:
+                    _ensure_folder(client, folder)
             selected = client.select_folder(cfg.folder)
         except BaseException:
             _close_quietly(client)
@@ -100,7 +101,9 @@ class ImapSource:
         client = self._client()
         # Some servers (Dovecot) answer SEARCH from the session's last sync; NOOP syncs first.
         client.noop()
-        uids = sorted(int(uid) for uid in client.search(["ALL"]))
+        # With imap.processed_folder null, processed mail stays here, marked with the done keyword.
+        criteria = ["ALL"] if self.cfg.processed_folder is not None else ["NOT", "KEYWORD", self.cfg.done_keyword]
+        uids = sorted(int(uid) for uid in client.search(criteria))
         metrics.LAST_FETCH.labels(self.key).set_to_current_time()
         return uids
 
@@ -138,6 +141,42 @@ class ImapSource:
         return {
             int(uid): item[b"INTERNALDATE"].astimezone(UTC) for uid, item in data.items() if b"INTERNALDATE" in item
         }
+
+    def internal_dates(self, uids: Sequence[int]) -> dict[int, datetime]:
+        """INTERNALDATE of each message (when the server received it); raises on IMAP errors, unlike
+        `arrival_times`, because what it decides (old mail or new) must not default silently."""
+        found: dict[int, datetime] = {}
+        for start in range(0, len(uids), 500):
+            data = self._client().fetch(list(uids[start : start + 500]), ["INTERNALDATE"])
+            found.update(
+                (int(uid), item[b"INTERNALDATE"].astimezone(UTC))
+                for uid, item in data.items()
+                if b"INTERNALDATE" in item
+            )
+        return found
+
+    def mark_done(self, uids: Sequence[int]) -> None:
+        """Leave processed mail in place: \\Seen, and the done keyword that keeps it from being processed again."""
+        if uids:
+            self._client().add_flags(list(uids), [b"\\Seen", self.cfg.done_keyword.encode()], silent=True)
+
+    def move_by_message_id(self, folder: str, message_ids: Sequence[str], dest: str) -> int:
+        """Move the messages of `folder` with these Message-IDs to `dest`; returns how many were found.
+        The watched folder is selected again afterwards (its UIDVALIDITY checked by the next pass)."""
+        client = self._client()
+        other = folder != self.cfg.folder
+        if other:
+            client.select_folder(folder)
+        try:
+            uids: set[int] = set()
+            for message_id in message_ids:
+                uids.update(int(u) for u in client.search(["HEADER", "Message-ID", message_id]))
+            if uids:
+                self.move(sorted(uids), dest)
+        finally:
+            if other:
+                client.select_folder(self.cfg.folder)
+        return len(uids)
 
     def move(self, uids: Sequence[int], folder: str) -> None:
         if not uids:

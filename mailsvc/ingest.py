@@ -17,10 +17,10 @@ from functools import partial
 
 from structlog.typing import FilteringBoundLogger
 
-from mailsvc import crashpoint, metrics
+from mailsvc import crashpoint, folders, metrics
 from mailsvc.classify import ClassifyContext, classify_mail
 from mailsvc.config import Config, QueueConfig
-from mailsvc.decide import QueuePolicy, decide
+from mailsvc.decide import QueuePolicy, decide, silence
 from mailsvc.errors import StoreConflict
 from mailsvc.expect import TeamFigures
 from mailsvc.guard import MailFacts, automatic_recipients, guard_automatic
@@ -33,9 +33,11 @@ from mailsvc.model import (
     CaseStatus,
     ClearBouncing,
     Decision,
+    FileMessage,
     InboundMessage,
     MailDraft,
     MailRef,
+    MessageKind,
     MessageState,
     QueueMail,
     QueueMap,
@@ -43,6 +45,7 @@ from mailsvc.model import (
 )
 from mailsvc.outgoing import BuildResult, MailBuilder
 from mailsvc.parse import ParseLimits, content_hash, parse_message
+from mailsvc.screening import Screening
 from mailsvc.store import STORE_ERRORS, Applied, StoreContract
 from mailsvc.store.figures import first_responses
 from mailsvc.thread import compile_tag, find_case, route_queue
@@ -76,6 +79,7 @@ def timer_policy(q: QueueConfig) -> TimerPolicy:
 
 class Outcome(StrEnum):
     FILED = "filed"
+    JUNK = "junk"  # filed as junk: its server copy goes to the junk folder
     QUARANTINED = "quarantined"
     DUPLICATE = "duplicate"
 
@@ -87,6 +91,9 @@ class PassResult:
     duplicates: int = 0
     moved: int = 0
     cases: set[int] = field(default_factory=set)
+    junk: int = 0
+    history: int = 0  # old mail filed silently at the first start (imap.backlog: file)
+    skipped: int = 0  # old mail left alone at the first start (imap.backlog: skip)
 
 
 class Pipeline:
@@ -100,7 +107,9 @@ class Pipeline:
         default = config.default_queue
         self.timer_policies = QueueMap({name: timer_policy(q) for name, q in config.queues.items()}, default)
         self.max_automatic = config.auto_mail.max_per_hour
-        self.context = ClassifyContext(own_addresses=config.own_addresses())
+        self.screening = Screening(config)
+        self.context = ClassifyContext(own_addresses=config.own_addresses(), spam=self.screening.spam)
+        self.staff_context = ClassifyContext(own_addresses=config.own_addresses())
         self.tags: dict[str, re.Pattern[str]] = {n: compile_tag(q.subject_tag) for n, q in config.queues.items()}
         self.queues = QueueMap(
             {
@@ -158,13 +167,17 @@ class Pipeline:
         match = find_case(msg, self.store, self.tags, token_case=token_case, bounced_id=bounced_id)
         return match, token_case
 
-    def handle(self, ref: MailRef, raw: bytes, queue: str | None = None) -> tuple[Outcome, int | None]:
+    def handle(
+        self, ref: MailRef | None, raw: bytes, queue: str | None = None, history: str | None = None
+    ) -> tuple[Outcome, int | None]:
         """File one message; the caller holds the transaction. Returns the outcome and case id.
 
-        `queue`: where a new case opens when its recipients name no queue (the folder's own queue)."""
+        `queue`: where a new case opens when its recipients name no queue (the folder's own queue).
+        `history`: why the message is filed as history (old mail, an archive): no mail, no timers.
+        `ref`: None for mail that comes from no IMAP folder (an imported archive)."""
         msg = parse_message(raw, self.limits)
-        log = self.log.bind(uid=ref.uid, message_id=msg.message_id)
-        log.debug("message_fetched", size=len(raw), mailbox=ref.mailbox)
+        log = self.log.bind(uid=ref.uid if ref else None, message_id=msg.message_id)
+        log.debug("message_fetched", size=len(raw), mailbox=ref.mailbox if ref else None)
         now = self.clock()
         if self.store.is_duplicate(msg):
             log.info("message_duplicate")
@@ -177,10 +190,18 @@ class Pipeline:
                 found = classified.found
                 match, token_case = self.thread(msg, classified.bounced_id)
                 sender = verify_sender(msg, self.trust, token_case)
+                if sender.trusted and found.kind is MessageKind.JUNK:
+                    # A verified staff mail is not spam, whatever a filter thought of it.
+                    found = classify_mail(msg, self.staff_context).found
                 queue = route_queue(msg, self.queue_addresses) or queue or self.config.default_queue
-                decision = decide(msg, found, match, queues=self.queues, queue=queue, sender=sender, lookup=self.store)
+                screen = self.screening.screen(msg, queue, sender.staff, self.store.denied_senders)
+                decision = decide(
+                    msg, found, match, queues=self.queues, queue=queue, sender=sender, lookup=self.store, screen=screen
+                )
                 status = match.case.status if match.case else None
                 actions = self.finish(decision.actions, status, decision.queue, now)
+                if history is not None:
+                    actions = silence(actions, f"filed as history: {history}")
                 decision = Decision(decision.case_id, decision.queue, actions)
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
         except StoreConflict:
@@ -199,12 +220,16 @@ class Pipeline:
         )  # fmt: skip
         log_applied(log, applied)
         metrics.count_applied(applied)
+        junk = next((a for a in actions if isinstance(a, FileMessage) and a.kind is MessageKind.JUNK), None)
+        if junk is not None:
+            metrics.message_junk(junk.note or found.reason)
+            return Outcome.JUNK, applied.case_id
         return Outcome.FILED, applied.case_id
 
-    def _quarantine(self, msg: InboundMessage, ref: MailRef, reason: str, now: datetime) -> tuple[Outcome, None]:
+    def _quarantine(self, msg: InboundMessage, ref: MailRef | None, reason: str, now: datetime) -> tuple[Outcome, None]:
         self.store.quarantine(msg, ref, reason, now)
         self.log.warning(
-            "message_quarantined", uid=ref.uid, message_id=msg.message_id, reason=reason,
+            "message_quarantined", uid=ref.uid if ref else None, message_id=msg.message_id, reason=reason,
             defects=list(msg.defects[:10]),
         )  # fmt: skip
         return Outcome.QUARANTINED, None
@@ -263,34 +288,64 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
     store = pipeline.store
     result = PassResult()
     uids = source.pending_uids()
+    folders.first_position(source, store, uids, pipeline.clock())
     if not uids:
+        folders.move_junk_cases(source, store)
         return result
     known = store.known_uids(source.mailbox, source.uidvalidity, uids)
     # Committed before a crash but never moved: finish the move, do not process again.
-    _move(source, [u for u, s in known.items() if s is MessageState.FILED], cfg.processed_folder, result)
+    filed = [u for u, s in known.items() if s is MessageState.FILED]
+    junk = store.junk_uids(source.mailbox, source.uidvalidity, filed)
+    folders.put_away(source, [u for u in filed if u not in junk], result)
+    _move(source, sorted(junk), cfg.junk_folder, result)
     _move(source, [u for u, s in known.items() if s is MessageState.QUARANTINED], cfg.quarantine_folder, result)
     todo = [u for u in uids if u not in known]
+    old = folders.old_mail(source, store, todo)
+    if old.skip:
+        todo = [u for u in todo if u not in old.skip]
+        result.skipped = len(old.skip)
     pipeline.build_pending()  # drafts a crash left between commit and build
-    if not todo:
-        return result
+    if todo:
+        _ingest_all(source, pipeline, todo, old.history, committed, result=result)
+    folders.move_junk_cases(source, store)
+    return result
+
+
+def _ingest_all(
+    source: ImapSource,
+    pipeline: Pipeline,
+    todo: list[int],
+    history: frozenset[int],
+    committed: Callable[[], None],
+    *,
+    result: PassResult,
+) -> None:
+    cfg = source.cfg
+    store = pipeline.store
     sizes = source.sizes(todo)
     suspects = store.unfinished_attempts(source.mailbox, source.uidvalidity, todo)
     limit = pipeline.limits.max_bytes
     for batch in plan_batches(todo, sizes, suspects, count=cfg.fetch_batch, size=FETCH_BATCH_BYTES, alone=limit):
-        done, bad = _ingest_batch(source, pipeline, batch, sizes, result)
+        done, junk, bad = _ingest_batch(source, pipeline, batch, sizes, result, history=history)
         crashpoint.reached("ingest_committed")
         pipeline.build_pending()
         committed()
         metrics.observe_arrivals(source.arrival_times, done)
-        _move(source, done, cfg.processed_folder, result)
+        folders.put_away(source, done, result)
+        _move(source, junk, cfg.junk_folder, result)
         _move(source, bad, cfg.quarantine_folder, result)
-    return result
 
 
 def _ingest_batch(
-    source: ImapSource, pipeline: Pipeline, batch: list[int], sizes: Mapping[int, int], result: PassResult
-) -> tuple[list[int], list[int]]:
-    """One batch in one transaction; returns the UIDs filed (or duplicates) and those quarantined."""
+    source: ImapSource,
+    pipeline: Pipeline,
+    batch: list[int],
+    sizes: Mapping[int, int],
+    result: PassResult,
+    *,
+    history: frozenset[int] = frozenset(),
+) -> tuple[list[int], list[int], list[int]]:
+    """One batch in one transaction; returns the UIDs filed (or duplicates), filed as junk, and quarantined."""
     store = pipeline.store
     box, validity = source.mailbox, source.uidvalidity
     before = store.begin_attempts(box, validity, batch, pipeline.clock().timestamp())
@@ -301,6 +356,7 @@ def _ingest_batch(
         if header is not None:
             raws[uid] = header
     done: list[int] = []
+    junk: list[int] = []
     bad: list[int] = []
     with store.transaction():
         for uid in batch:
@@ -314,20 +370,25 @@ def _ingest_batch(
                 outcome = quarantine_unprocessed(pipeline, ref, raw, "poison", attempts=before[uid])
             else:
                 _poison_hook(raw)
-                outcome, case_id = pipeline.handle(ref, raw, source.queue)
+                old = "old mail at the first start" if uid in history else None
+                outcome, case_id = pipeline.handle(ref, raw, source.queue, history=old)
+                result.history += old is not None and outcome is not Outcome.QUARANTINED
                 if case_id is not None:
                     result.cases.add(case_id)
             metrics.message_handled(box, outcome.value)
             if outcome is Outcome.QUARANTINED:
                 bad.append(uid)
                 result.quarantined += 1
+            elif outcome is Outcome.JUNK:
+                junk.append(uid)
+                result.junk += 1
             else:
                 done.append(uid)
                 result.filed += outcome is Outcome.FILED
                 result.duplicates += outcome is Outcome.DUPLICATE
             crashpoint.reached("ingest_between_messages")
         store.end_attempts(box, validity, batch)
-    return done, bad
+    return done, junk, bad
 
 
 def quarantine_unprocessed(pipeline: Pipeline, ref: MailRef, raw: bytes, reason: str, **fields: int) -> Outcome:

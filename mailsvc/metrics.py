@@ -56,6 +56,9 @@ IMAP_IDLE = Gauge(
     "mailsvc_imap_idle_connected", "1 while the mailbox is connected and waits with IDLE.", ["mailbox"],
     registry=REGISTRY,
 )  # fmt: skip
+JUNK = Counter("mailsvc_messages_junk", "Messages filed as junk (their copy goes to the junk folder).", ["mailbox"],
+               registry=REGISTRY)  # fmt: skip
+JUNK_REASONS = Counter("mailsvc_junk", "Messages filed as junk, by reason.", ["reason"], registry=REGISTRY)
 CASES_OPENED = Counter("mailsvc_cases_opened", "Cases opened.", ["queue"], registry=REGISTRY)
 MAIL_QUEUED = Counter("mailsvc_mail_queued", "Outgoing mails queued, by purpose.", ["purpose"], registry=REGISTRY)
 ACKS_SENT = Counter("mailsvc_acks_sent", "Acknowledgements accepted by the SMTP server.", registry=REGISTRY)
@@ -96,7 +99,16 @@ FILED_TO_ACK = Histogram(
 
 # Why an acknowledgement was held back, as a small set of label values: the kind of mail that was not
 # answered (auto_reply, bounce, loop, junk), or the automatic-mail guard's reason.
-_GUARD_REASONS = (("is bouncing", "bouncing"), ("rate limit", "rate_limit"))
+_GUARD_REASONS = (
+    ("is bouncing", "bouncing"), ("rate limit", "rate_limit"), ("sender not verified", "unverified"),
+    ("no_ack list", "no_ack"), ("allow list", "not_allowed"), ("sender denied", "denied"),
+    ("filed as history", "history"), ("case is junk", "junk"),
+)  # fmt: skip
+# Why a message is junk, as label values: the filter or rule that said so.
+_JUNK_REASONS = (
+    ("SpamAssassin", "spamassassin"), ("rspamd", "rspamd"), ("sender denied", "denied"),
+    ("allow list", "not_allowed"), ("case is junk", "junk_case"),
+)  # fmt: skip
 _enabled = threading.Event()
 _connected: set[str] = set()
 
@@ -105,8 +117,13 @@ _connected: set[str] = set()
 
 
 def message_handled(mailbox: str, outcome: str) -> None:
-    """One message through ingest: `outcome` is filed, quarantined or duplicate."""
-    {"filed": FILED, "quarantined": QUARANTINED, "duplicate": DUPLICATES}[outcome].labels(mailbox).inc()
+    """One message through ingest: `outcome` is filed, junk (filed as junk), quarantined or duplicate."""
+    {"filed": FILED, "junk": JUNK, "quarantined": QUARANTINED, "duplicate": DUPLICATES}[outcome].labels(mailbox).inc()
+
+
+def message_junk(reason: str) -> None:
+    """A message filed as junk: which filter or rule said so (a configured header rule counts as `header_rule`)."""
+    JUNK_REASONS.labels(next((label for needle, label in _JUNK_REASONS if needle in reason), "header_rule")).inc()
 
 
 def imap_connected(mailbox: str, *, idle: bool) -> None:

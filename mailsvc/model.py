@@ -148,6 +148,7 @@ class Case:
     ccs: tuple[Address, ...] = ()
     merged_into: int | None = None
     automatic: bool = False  # opened by automatic mail; no SLA until a person writes
+    junk: str | None = None  # why the case is junk (a status beside `status`, which #notspam gives back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,7 @@ class QueueMail:
 
 
 # Mail no person wrote (the guard holds it back; the store counts it per recipient).
-AUTOMATIC_PURPOSES = frozenset({"ack", "reminder", "auto_resolved"})
+AUTOMATIC_PURPOSES = frozenset({"ack", "reminder", "auto_resolved", "refused"})
 
 # Mail to the team: it carries the token Reply-To and the marker; mail to the requester does not.
 STAFF_PURPOSES = frozenset(
@@ -331,6 +332,29 @@ class ClearAutomatic:
     """A person wrote on a case automatic mail opened: from now on it is a case like any other."""
 
 
+@dataclass(frozen=True, slots=True)
+class MarkJunk:
+    """The case is junk: out of every list but `--status junk`, no SLA. `move`: its server copies go to
+    the junk folder (a #spam on a case filed as mail); a message filed as junk goes there anyway."""
+
+    reason: str
+    move: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClearJunk:
+    """#notspam: the case is back in the status it had."""
+
+
+@dataclass(frozen=True, slots=True)
+class DenySender:
+    """`#spam block`: the queue refuses this sender from now on (kept in the store)."""
+
+    queue: str
+    pattern: str
+    by: str
+
+
 Action = (
     OpenCase
     | FileMessage
@@ -349,6 +373,9 @@ Action = (
     | MarkBouncing
     | ClearBouncing
     | ClearAutomatic
+    | MarkJunk
+    | ClearJunk
+    | DenySender
 )
 
 

@@ -174,7 +174,7 @@ def compose(
     mail["Date"] = format_datetime(now)
     mail["Message-ID"] = message_id
     # RFC 3834: mark everything we send as automatic, and ask others not to answer it.
-    mail["Auto-Submitted"] = "auto-replied" if action.purpose == "ack" else "auto-generated"
+    mail["Auto-Submitted"] = "auto-replied" if action.purpose in ("ack", "refused") else "auto-generated"
     mail["X-Auto-Response-Suppress"] = "All"
     mail["X-Loop"] = queue.address
     mail["X-Mailsvc-Case"] = str(case.id)

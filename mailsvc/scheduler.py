@@ -17,6 +17,7 @@ from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
 from mailsvc.parse import parse_message
+from mailsvc.retention import RetentionJob
 from mailsvc.store import STORE_ERRORS, Applied
 from mailsvc.store.contract import FailedOutgoing
 from mailsvc.timers import fire_timers
@@ -37,6 +38,7 @@ class Scheduler:
         self.store = pipeline.store
         self.log = get_logger(component="scheduler")
         self.digest = DigestJob(pipeline.config, pipeline.store, pipeline.clock)
+        self.retention = RetentionJob(pipeline.config, pipeline.store, pipeline.clock)
 
     def tick(self) -> TickResult:
         """Everything due now: timers, then failure notices."""
@@ -79,6 +81,7 @@ class Scheduler:
             result.notices += 1
         self.pipeline.build_pending()
         result.mails += self.digest.send_due()
+        self.retention.run_due()
         return result
 
     def _give_up(self, case_id: int, timers: list[Timer], error: str) -> None:

@@ -200,6 +200,45 @@ def verify_sender(msg: InboundMessage, policy: TrustPolicy, token_case: int | No
     return TrustVerdict(staff=True, verified=False, reason=_failure(run, policy))
 
 
+@dataclass(frozen=True, slots=True)
+class SenderAuth:
+    """A requester's mail as our trusted Authentication-Results judge it.
+
+    `authenticated`: an aligned dkim or spf pass, or dmarc=pass. `forged`: dmarc=fail for the From
+    domain: whoever wrote it, the From address did not, so nothing automatic may go to it."""
+
+    authenticated: bool
+    forged: bool
+    reason: str
+
+
+def _dmarc_fail(from_domain: str, run: tuple[AuthResults, ...]) -> str | None:
+    server, results = decisive(run, "dmarc")
+    for result in results:
+        header_from = result.properties.get("header.from", "").strip().rstrip(".").lower()
+        if result.result == "fail" and header_from in ("", from_domain):
+            return f"dmarc=fail header.from={header_from or from_domain} by {server}"
+    return None
+
+
+def authenticate_sender(msg: InboundMessage, policy: TrustPolicy) -> SenderAuth:
+    """Any sender's authentication, from the same trusted results staff trust reads (an aligned
+    spf pass counts here whatever trust.allow_spf says: that switch is about staff powers)."""
+    if msg.from_ is None:
+        return SenderAuth(authenticated=False, forged=False, reason="no From address")
+    run = trusted_results(msg, policy)
+    domain = msg.from_.domain
+    forged = _dmarc_fail(domain, run)
+    if forged is not None:
+        return SenderAuth(authenticated=False, forged=True, reason=forged)
+    spf_policy = TrustPolicy(policy.staff, policy.trusted_authserv_ids, allow_spf=True)
+    for check in CHECKS:
+        reason = check(domain, run, spf_policy)
+        if reason is not None:
+            return SenderAuth(authenticated=True, forged=False, reason=reason)
+    return SenderAuth(authenticated=False, forged=False, reason=_failure(run, spf_policy))
+
+
 def _signature(case_id: int, key: bytes) -> str:
     return hmac.new(key, f"case:{case_id}".encode(), hashlib.sha256).hexdigest()[:16]
 

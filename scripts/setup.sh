@@ -21,6 +21,8 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 # The PostgreSQL store's tests start a private cluster (initdb, postgres) from Debian's server package.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+# tests/integration/test_junk.py: a real SpamAssassin marks mail before it is appended (spamd is its own package).
+[ -x /usr/sbin/spamd ] || need_apt+=(spamassassin spamc spamd)
 "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"

@@ -60,6 +60,8 @@ from mailsvc.store.figures import FigureQueries
 from mailsvc.store.migrate import latest_version, migrate
 from mailsvc.store.operations import OperationsQueries
 from mailsvc.store.reads import CaseReadQueries, case_from_row
+from mailsvc.store.retention import RetentionQueries
+from mailsvc.store.senders import SenderQueries
 from mailsvc.store.sql import SqlConnection, SqlCursor
 
 if TYPE_CHECKING:
@@ -138,7 +140,7 @@ def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
+class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, SenderQueries, RetentionQueries):
     """The SQLite backend of StoreContract: one connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -533,7 +535,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries):
                     return None
                 self._event(case_id, now, "bouncing_cleared", address)
                 return "recipient_bouncing_cleared", {"case_id": case_id, "address": address}
-        raise StoreError(f"unknown action {type(action).__name__}")
+        return self._junk_effect(case_id, action, now)
 
     def _change_case(
         self, case_id: int, action: SetStatus | SetOwner | SetPriority | AddCc | RemoveCc | MergeInto, now: datetime

@@ -22,7 +22,7 @@ from mailsvc.store.postgres import PostgresStore
 # In an order that satisfies the foreign keys (cases' links to each other are set after all cases).
 TABLES = (
     "cases", "messages", "attachments", "case_message_ids", "outbox", "mailboxes", "case_events", "case_ccs",
-    "timers", "bouncing", "automatic_mail", "ingest_attempts", "digests",
+    "timers", "bouncing", "automatic_mail", "ingest_attempts", "digests", "sender_rules", "erasures",
 )  # fmt: skip
 _CASE_LINKS = ("merged_into", "parent_case")
 # The order rows are compared in (tables without an id column: their keys).
@@ -34,6 +34,7 @@ _ORDER = {
     "automatic_mail": "outbox_id, address, at",
     "ingest_attempts": "mailbox, uidvalidity, uid",
     "digests": "every, period_end",
+    "sender_rules": "queue, pattern",
 }
 
 Progress = Callable[[str, int, int], None]

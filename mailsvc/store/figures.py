@@ -35,9 +35,13 @@ class FigureQueries:
         due, pending = db.execute(
             "SELECT count(CASE WHEN due_at <= ? THEN 1 END), count(*) FROM timers WHERE state = 'pending'", (now,)
         ).fetchone()
+        # Junk is a status of its own here, as in `cases list` (the workflow status it keeps is not shown).
         cases = {
             (str(q), str(s)): int(n)
-            for q, s, n in db.execute("SELECT queue, status, count(*) FROM cases GROUP BY queue, status")
+            for q, s, n in db.execute(
+                "SELECT queue, CASE WHEN junk_at IS NOT NULL THEN 'junk' ELSE status END AS shown, count(*) "
+                "FROM cases GROUP BY queue, shown"
+            )
         }
         return StoreGauges(int(queued), None if oldest is None else float(oldest), int(due), int(pending), cases)
 

@@ -32,6 +32,7 @@ def case_from_row(row: Any, ccs: tuple[Address, ...] = ()) -> Case:
         ccs=ccs,
         merged_into=row["merged_into"],
         automatic=bool(row["automatic"]),
+        junk=row["junk_reason"],
     )
 
 
@@ -44,12 +45,16 @@ class CaseReadQueries:
 
     db: SqlConnection
 
-    def list_cases(self, status: CaseStatus | None = None, limit: int = 200) -> list[Case]:
-        if status is None:
+    def list_cases(self, status: CaseStatus | None = None, limit: int = 200, *, junk: bool = False) -> list[Case]:
+        """Cases, newest first: of one status (junk cases apart), or with `junk` the junk cases only."""
+        if junk:
+            rows = self.db.execute("SELECT * FROM cases WHERE junk_at IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,))
+        elif status is None:
             rows = self.db.execute("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
         else:
             rows = self.db.execute(
-                "SELECT * FROM cases WHERE status = ? ORDER BY id DESC LIMIT ?", (status.value, limit)
+                "SELECT * FROM cases WHERE status = ? AND junk_at IS NULL ORDER BY id DESC LIMIT ?",
+                (status.value, limit),
             )
         return [case_from_row(r) for r in rows]
 
@@ -106,7 +111,7 @@ class CaseReadQueries:
             "count(CASE WHEN t.kind = 'reminder' THEN 1 END) AS reminders_fired, "
             "count(CASE WHEN t.kind = 'auto_resolve' THEN 1 END) AS auto_resolves_fired "
             "FROM cases c LEFT JOIN timers t ON t.case_id = c.id AND t.state = 'fired' "
-            "WHERE c.created_at >= ? GROUP BY c.id ORDER BY c.id",
+            "WHERE c.created_at >= ? AND c.junk_at IS NULL GROUP BY c.id ORDER BY c.id",
             (since,),
         )
         return [

@@ -15,6 +15,7 @@ from mailsvc.testing.idp import IdentityProvider
 from mailsvc.testing.postgres import PrivatePostgres
 from mailsvc.testing.securedovecot import SecureDovecot
 from mailsvc.testing.smtp_capture import SmtpCapture
+from mailsvc.testing.spamd import PrivateSpamd
 from mailsvc.testing.tls import ServerCert, ThrowawayCA
 
 HERE = Path(__file__).resolve().parent
@@ -107,3 +108,12 @@ def secure_mailbox(secure_dovecot: SecureDovecot, relay_sink: SmtpCapture, reque
 def idp(server_cert: ServerCert, oauth_key: bytes) -> Iterator[IdentityProvider]:
     with IdentityProvider(server_cert, key=oauth_key, client_secrets={"mailsvc-app": "app-secret-Zq7"}) as provider:
         yield provider
+
+
+# -- Spam verdicts: a private SpamAssassin that marks mail before it is appended, as the MTA would ------
+
+
+@pytest.fixture(scope="session")
+def spamd() -> Iterator[PrivateSpamd]:
+    with PrivateSpamd.in_temp_dir() as server:
+        yield server

@@ -49,6 +49,7 @@ def test_doctor_passes_a_working_configuration(
     seed(idp, config, "imap")
     secure_mailbox.create_folder("Processed")
     secure_mailbox.create_folder("Quarantine")
+    secure_mailbox.create_folder("Junk")
     result = doctor(path)
     print(result.stdout)
     assert result.returncode == 0, result.stdout
@@ -109,9 +110,9 @@ def test_doctor_fix_creates_missing_folders(
     path = write_config(tmp_path / "mailsvc.yaml", raw)
     before = doctor(path)
     assert before.returncode == 1
-    assert "[FAIL] imap: folders: missing: Processed, Quarantine" in before.stdout
+    assert "[FAIL] imap: folders: missing: Processed, Quarantine, Junk" in before.stdout
     assert "hint: run `mailsvc doctor --fix` to create them" in before.stdout
     fixed = doctor(path, "--fix")
     assert fixed.returncode == 0, fixed.stdout
-    assert "(created Processed, Quarantine)" in fixed.stdout
+    assert "(created Processed, Quarantine, Junk)" in fixed.stdout
     assert secure_mailbox.password not in before.stdout + fixed.stdout
