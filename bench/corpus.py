@@ -65,9 +65,32 @@ def _ascii_local(name: str, n: int) -> str:
     return ".".join(words) if len(words) >= 2 else f"user{n}"
 
 
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """The shape of the traffic: how much is new requests, plain text, quoted history, attachments."""
+
+    new_share: float  # of the messages, new requests (the rest answers open threads)
+    plain_share: float  # of human mail, text/plain alone (the rest multipart/alternative)
+    quote_lines: int  # quoted lines a reply carries at most
+    attach_request: float
+    attach_reply: float
+    budget_weights: tuple[int, ...]  # replies a thread gets: 0, 1, 2, 3, 4, 6
+
+
+MIXES = {
+    # About 60% new requests, 40% replies: what a help desk with many one-off questions sees.
+    "default": Mix(0.6, 0.45, 30, 0.07, 0.03, (35, 30, 20, 8, 4, 3)),
+    # About 70% replies, mostly short plain text: a desk whose cases run to a conversation.
+    "replies": Mix(0.3, 0.85, 8, 0.02, 0.01, (0, 15, 25, 30, 20, 10)),
+}
+
+
 class Generator:
-    def __init__(self, seed: int, namespace: str = "bench", *, tags: bool = True, case_base: int = 0) -> None:
-        self.rng = random.Random(f"{seed}:{namespace}")
+    def __init__(
+        self, seed: int, namespace: str = "bench", *, tags: bool = True, case_base: int = 0, mix: str = "default"
+    ) -> None:
+        self.mix = MIXES[mix]
+        self.rng = random.Random(f"{seed}:{namespace}" if mix == "default" else f"{seed}:{namespace}:{mix}")
         self.ns = hashlib.sha1(namespace.encode()).hexdigest()[:4]
         self.tags = tags
         self.cases = case_base  # the id mailsvc gives the last case opened, if it threads right
@@ -85,7 +108,7 @@ class Generator:
         """n messages of mixed traffic, in delivery order (a reply after what it answers)."""
         out: list[CorpusMessage] = []
         while len(out) < n:
-            if not self.active or self.rng.random() < 0.6:
+            if not self.active or self.rng.random() < self.mix.new_share:
                 out.append(self.notification() if self.rng.random() < 0.02 else self.request())
                 continue
             thread = self.rng.choice(self.active[-150:])
@@ -114,13 +137,13 @@ class Generator:
         text = self.body(person, lines)
         key = self.new_key()
         self.cases += 1
-        budget = self.rng.choices((0, 1, 2, 3, 4, 6), weights=(35, 30, 20, 8, 4, 3))[0]
+        budget = self.rng.choices((0, 1, 2, 3, 4, 6), weights=self.mix.budget_weights)[0]
         mid = self.message_id(person.addr)
         thread = _Thread(key, subject, person, self.cases if self.tags else None, budget, [mid], text, subject, person)
         self.threads.append(thread)
         if budget:
             self.active.append(thread)
-        raw = self._human(person, [("To", self._to_help())], subject, text, mid, attach=0.07)
+        raw = self._human(person, [("To", self._to_help())], subject, text, mid, attach=self.mix.attach_request)
         return self.emit(raw, key, mid, "request", wants_ack=True)
 
     def reply(self, thread: _Thread, *, staff: bool) -> CorpusMessage:
@@ -146,7 +169,7 @@ class Generator:
                        ("Reply-To", mime.address(HELP_DISPLAY, HELP))]  # fmt: skip
         else:
             headers = [("To", self._to_help())]
-        raw = self._human(sender, headers, subject, text, mid, in_reply_to, references, attach=0.03)
+        raw = self._human(sender, headers, subject, text, mid, in_reply_to, references, attach=self.mix.attach_reply)
         thread.ids.append(mid)
         thread.last_text, thread.last_subject, thread.last_from, thread.last_is_staff = text, subject, sender, staff
         return self.emit(raw, thread.key, mid, "staff_reply" if staff else "requester_reply", wants_ack=False)
@@ -231,7 +254,7 @@ class Generator:
         text += sig.format(name=name, company=self.rng.choice(COMPANIES), ext=self.rng.randint(100, 899))
         if quote is not None:
             who, quoted = quote
-            lines_q = quoted.splitlines()[:30]
+            lines_q = quoted.splitlines()[: self.mix.quote_lines]
             attribution = loc.wrote.format(date=f"{self.now:%d.%m.%Y %H:%M}", name=who.name or who.addr)
             text += f"\n{attribution}\n" + "".join(f"> {ln}\n" if ln else ">\n" for ln in lines_q)
         return text
@@ -277,7 +300,7 @@ class Generator:
             headers.append(("References", mime.fold_ids(references)))
         headers.append(self.rng.choice(_AGENTS))
         r = self.rng.random()
-        if r < 0.45:
+        if r < self.mix.plain_share:
             cte = self.rng.choices(("8bit", "quoted-printable", "base64"), weights=(5, 4, 1))[0]
             body = mime.text(text, "plain", cs, cte, flowed=self.rng.random() < 0.3)
         else:

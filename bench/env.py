@@ -10,6 +10,7 @@ import email
 import email.policy
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -214,10 +215,11 @@ class Bench:
     def mailbox(self, name: str) -> Mailbox:
         return self.dovecot.new_mailbox(name)
 
-    def config(self, folder: Path, mailbox: Mailbox, store: Path, **imap: Any) -> Path:
+    def config(self, folder: Path, mailbox: Mailbox, store: Path, smtp_port: int | None = None, **imap: Any) -> Path:
+        """`smtp_port`: another SMTP port than the capture's (one nothing listens on: the server is down)."""
         cfg = sandbox_config(
             imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-            smtp_port=self.smtp.port, store=store, log={"format": "json", "level": "info"}, imap=imap,
+            smtp_port=smtp_port or self.smtp.port, store=store, log={"format": "json", "level": "info"}, imap=imap,
             # The seeded traffic has each person write many requests within minutes; every one must be
             # acknowledged to be scored. The limit is still checked per ack (its cost is measured).
             auto_mail={"max_per_hour": 1_000_000},
@@ -227,6 +229,13 @@ class Bench:
     def clear_mail(self) -> None:
         self.smtp.clear()
         self.recorder.reset()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then let go): connecting to it is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def append_all(mailbox: Mailbox, raws: Sequence[bytes], chunk: int = 500) -> None:

@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.corpus import Generator
+from bench.corpus import CorpusMessage, Generator
 from bench.echoes import echoes
 from bench.env import (
     HERE,
     Bench,
     append_all,
+    closed_port,
     event_time,
     folder_count,
     log_events,
@@ -44,13 +45,17 @@ def _phases_of_once(log: Path, spawned_at: float) -> dict[str, float]:
     return out
 
 
-def run_ingest(bench: Bench, n: int, seed: int) -> tuple[dict[str, Any], Correctness]:
-    folder = bench.phase_dir("ingest")
+def run_ingest(
+    bench: Bench, n: int, seed: int, mix: str = "default", *, smtp_down: bool = False
+) -> tuple[dict[str, Any], Correctness]:
+    """The floor, then `mailsvc once`, on the same `n` messages of traffic `mix`; with `smtp_down`, once more
+    on a fresh mailbox and store with the SMTP server unreachable (connection refused)."""
+    folder = bench.phase_dir("ingest" if mix == "default" else f"ingest-{mix}")
     started = time.perf_counter()
-    gen = Generator(seed, "ingest")
+    gen = Generator(seed, "ingest", mix=mix)
     corpus = gen.generate(n)
     generated = time.perf_counter()
-    mailbox = bench.mailbox("ingest")
+    mailbox = bench.mailbox(f"ingest-{mix}")
     append_all(mailbox, [m.raw for m in corpus])
     appended = time.perf_counter()
 
@@ -62,6 +67,10 @@ def run_ingest(bench: Bench, n: int, seed: int) -> tuple[dict[str, Any], Correct
     if floor.returncode != 0:
         raise RuntimeError(f"the floor failed:\n{floor_log.read_text()[-2000:]}")
     floor_detail = json.loads(floor_log.read_text().strip().splitlines()[-1])
+
+    down: dict[str, Any] = {}
+    if smtp_down:  # first, so that the mailbox's cache is as warm for it as for the run with the server up
+        down = _once_smtp_down(bench, folder, corpus)
 
     store = folder / "mailsvc.db"
     config = bench.config(folder, mailbox, store)
@@ -106,7 +115,48 @@ def run_ingest(bench: Bench, n: int, seed: int) -> tuple[dict[str, Any], Correct
         "inbox_left_after": left,
         "correctness": correctness.as_dict(),
     }
+    if down:
+        down["ingest_smtp_down_ratio"] = down["ingest_smtp_down_msgs_per_s"] / result["ingest_msgs_per_s"]
+        result.update(down)
     return result, correctness
+
+
+def _once_smtp_down(bench: Bench, folder: Path, corpus: list[CorpusMessage]) -> dict[str, Any]:
+    """`mailsvc once` over the same messages with nothing listening on the SMTP port: every message filed,
+    every acknowledgement queued, one connection attempt, exit 1 (mail is still queued)."""
+    down = folder / "smtp-down"
+    down.mkdir(exist_ok=True)
+    mailbox = bench.mailbox(f"{folder.name}-smtp-down")
+    append_all(mailbox, [m.raw for m in corpus])
+    store = down / "mailsvc.db"
+    config = bench.config(down, mailbox, store, smtp_port=closed_port())
+    log = down / "once.log"
+    once = run_measured(mailsvc_cmd("once", "-c", str(config)), log)
+    events = log_events(log)
+    refused = [e for e in events if e.get("event") == "smtp_unavailable"]
+    filed = sum(e.get("filed", 0) for e in events if e.get("event") == "pass_finished")
+    if once.returncode != 1 or not refused or filed == 0:
+        raise RuntimeError(f"mailsvc once with SMTP down: exit {once.returncode}\n{log.read_text()[-3000:]}")
+    queued = stored_messages(store)
+    return {
+        "ingest_smtp_down_msgs_per_s": len(corpus) / once.wall_s,
+        "ingest_smtp_down_wall_s": once.wall_s,
+        "ingest_smtp_down_filed": filed,
+        "ingest_smtp_down_stored": len(queued),
+        "ingest_smtp_down_connection_attempts": len(refused),
+        "ingest_smtp_down_left_in_inbox": folder_count(mailbox, "INBOX"),
+    }
+
+
+def profile_top(prof: Path, top: int = 10) -> list[dict[str, Any]]:
+    """The `top` entries by cumulative time: function, calls, own and cumulative seconds."""
+    stats = pstats.Stats(str(prof))
+    rows = []
+    for (file, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{Path(file).name}:{line}({name})" if line else name
+        rows.append({"function": where, "calls": calls, "tottime_s": round(own, 3), "cumtime_s": round(cumulative, 3)})
+    rows.sort(key=lambda r: -r["cumtime_s"])
+    return rows[:top]
 
 
 def profile_once(bench: Bench, n: int, seed: int, top: int = 15) -> tuple[str, Path]:

@@ -119,7 +119,11 @@ def run_once(config: Config) -> int:
         )  # fmt: skip
     tick = Scheduler(pipeline).tick()
     log.info("timers_checked", timers=tick.timers, mails=tick.mails, notices=tick.notices)
-    sender = Sender(config.smtp, provider_for(config, "smtp"), store)
+    # Its own connection, as the daemon's sender has: each mail's record is a commit of its own, and
+    # may lag a power loss without losing mail (a resend at worst), so it is not synced to disk.
+    sender_store = open_store(config)
+    sender_store.db.execute("PRAGMA synchronous = NORMAL")
+    sender = Sender(config.smtp, provider_for(config, "smtp"), sender_store)
 
     async def drain() -> int:
         try:
@@ -128,6 +132,7 @@ def run_once(config: Config) -> int:
             await sender.close()
 
     asyncio.run(drain())
+    sender_store.close()
     store.close()
     if sender.status.faults:
         failed += 1  # the SMTP server or the store was unavailable: mail is still queued

@@ -24,12 +24,14 @@ from mailsvc.model import (
     ClearAutomatic,
     ClearBouncing,
     ClearJunk,
+    ClearUnverified,
     Decision,
     DenySender,
     FileMessage,
     InboundMessage,
     MarkBouncing,
     MarkJunk,
+    MarkUnverified,
     MergeInto,
     MessageKind,
     OpenCase,
@@ -87,6 +89,8 @@ def decide(
         extra: tuple[Action, ...] = (ClearBouncing(msg.from_.key),)
         if match.case is not None and match.case.automatic and decision.case_id == match.case.id:
             extra += (ClearAutomatic(),)  # a person wrote: the case's SLA starts now
+        if screen.authenticated and match.case is not None and decision.case_id == match.case.id:
+            extra += (ClearUnverified(msg.from_.key),)  # the address proved itself: automatic mail may go
         return Decision(decision.case_id, decision.queue, (*decision.actions, *extra))
     return decision
 
@@ -167,6 +171,8 @@ def _refused(
         actions.append(Suppress("refused", f"sender not verified: {screen.unverified}"))
     elif screen.refuse:
         actions.append(QueueMail("refused", "refused", (msg.from_,)))
+    if screen.unverified:
+        actions.append(MarkUnverified(msg.from_.key, _unverified_note(screen)))
     return Decision(None, queue.name, tuple(actions))
 
 
@@ -226,6 +232,7 @@ def _open_case(
     if screen.unverified:
         actions[1] = FileMessage(found.kind, note=_unverified_note(screen))
         actions.append(Suppress("ack", _unverified_note(screen)))
+        actions.append(MarkUnverified(msg.from_.key, _unverified_note(screen)))
     elif screen.no_ack:
         actions.append(Suppress("ack", screen.no_ack))
     else:

@@ -272,16 +272,28 @@ async def _check_smtp(doctor: Doctor, config: Config, smtp_cfg: SmtpConfig) -> N
                 doctor.check(f"{key}: authentication", lambda: f"{smtp_cfg.user} logged in ({smtp_cfg.auth})")
         else:
             doctor.check(f"{key}: authentication", lambda: "no user: a relay that needs no login")
-        if smtp.supports_extension("smtputf8"):
-            doctor.check(f"{key}: SMTPUTF8", lambda: "offered")
-        else:
-            doctor.warn(f"{key}: SMTPUTF8", "not offered: mail to addresses with non-ASCII local parts fails")
+        await _check_smtputf8(doctor, key, smtp)
     finally:
         if smtp.is_connected:
             try:
                 await smtp.quit()
             except (aiosmtplib.SMTPException, OSError):
                 smtp.close()
+
+
+async def _check_smtputf8(doctor: Doctor, key: str, smtp: aiosmtplib.SMTP) -> None:
+    if smtp.is_ehlo_or_helo_needed:  # no login said EHLO, so no extension is known yet
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            pass  # the sender falls back to HELO, which offers no extension: reported below
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            doctor.fail(f"{key}: SMTPUTF8", CheckFailed(f"EHLO failed: {exc}", f"check {key}.host and {key}.port"))
+            return
+    if smtp.supports_extension("smtputf8"):
+        doctor.check(f"{key}: SMTPUTF8", lambda: "offered")
+    else:
+        doctor.warn(f"{key}: SMTPUTF8", "not offered: mail to addresses with non-ASCII local parts fails")
 
 
 def check_smtp(doctor: Doctor, config: Config) -> None:

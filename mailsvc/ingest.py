@@ -32,6 +32,7 @@ from mailsvc.model import (
     Case,
     CaseStatus,
     ClearBouncing,
+    ClearUnverified,
     Decision,
     FileMessage,
     InboundMessage,
@@ -141,12 +142,18 @@ class Pipeline:
         return self.builder.build_pending()
 
     def finish(
-        self, actions: Iterable[Action], status: CaseStatus | None, queue: str, now: datetime
+        self,
+        actions: Iterable[Action],
+        status: CaseStatus | None,
+        queue: str,
+        now: datetime,
+        case_id: int | None = None,
     ) -> tuple[Action, ...]:
         """Add the timers the actions call for, then let the automatic-mail guard have the last word."""
-        return self.guard(plan_timers(actions, status, self.timer_policies[queue], now), now)
+        return self.guard(plan_timers(actions, status, self.timer_policies[queue], now), now, case_id)
 
-    def guard(self, actions: tuple[Action, ...], now: datetime) -> tuple[Action, ...]:
+    def guard(self, actions: tuple[Action, ...], now: datetime, case_id: int | None = None) -> tuple[Action, ...]:
+        """`case_id`: the case the mail is about (None: a case this decision opens, which has no facts yet)."""
         rcpts = sorted(automatic_recipients(actions))
         if not rcpts:
             return actions
@@ -156,8 +163,16 @@ class Pipeline:
         facts = MailFacts(
             bouncing=self.store.bouncing(rcpts) - cleared,
             recent=self.store.automatic_mail_counts(rcpts, since),
+            unverified=self._unverified(case_id, rcpts, actions),
         )
         return guard_automatic(actions, facts, self.max_automatic)
+
+    def _unverified(self, case_id: int | None, rcpts: list[str], actions: tuple[Action, ...]) -> frozenset[str]:
+        if case_id is None:
+            return frozenset()
+        # An authenticated mail of the requester lifts the mark in this same decision.
+        cleared = {a.address.lower() for a in actions if isinstance(a, ClearUnverified)}
+        return self.store.unverified_senders(case_id, rcpts) - cleared
 
     def thread(self, msg: InboundMessage, bounced_id: str | None = None) -> tuple[ThreadMatch, int | None]:
         """The case the message joins (thread.find_case) and the case its valid reply token names."""
@@ -175,7 +190,7 @@ class Pipeline:
         `queue`: where a new case opens when its recipients name no queue (the folder's own queue).
         `history`: why the message is filed as history (old mail, an archive): no mail, no timers.
         `ref`: None for mail that comes from no IMAP folder (an imported archive)."""
-        msg = parse_message(raw, self.limits)
+        msg = parse_message(raw, self.limits, attachment_data=False)
         log = self.log.bind(uid=ref.uid if ref else None, message_id=msg.message_id)
         log.debug("message_fetched", size=len(raw), mailbox=ref.mailbox if ref else None)
         now = self.clock()
@@ -199,7 +214,7 @@ class Pipeline:
                     msg, found, match, queues=self.queues, queue=queue, sender=sender, lookup=self.store, screen=screen
                 )
                 status = match.case.status if match.case else None
-                actions = self.finish(decision.actions, status, decision.queue, now)
+                actions = self.finish(decision.actions, status, decision.queue, now, decision.case_id)
                 if history is not None:
                     actions = silence(actions, f"filed as history: {history}")
                 decision = Decision(decision.case_id, decision.queue, actions)
@@ -213,6 +228,8 @@ class Pipeline:
         except Exception as exc:
             log.exception("message_failed", error=f"{type(exc).__name__}: {exc}")
             return self._quarantine(msg, ref, f"error: {type(exc).__name__}", now)
+        if applied.outbox_ids and applied.message_row is not None:
+            self.builder.known(msg, message_row=applied.message_row)  # the cause of this decision's mail
         log = log.bind(case_id=applied.case_id)
         log.info(
             "message_threaded", kind=found.kind.value, reason=found.reason, method=match.method,

@@ -9,6 +9,7 @@ import binascii
 import codecs
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
@@ -60,6 +61,7 @@ _ATOM = r"[^\s\x00-\x1f\x7f\"<>()\[\],;:@\\]+"
 _ADDR = re.compile(rf'(?:"[^"\s\\]*"|{_ATOM})@(?:{_ATOM}|\[[^\]\s\\]*\])')
 _BARE_ADDR = re.compile(rf"{_ATOM}@{_ATOM}")
 _ADDRESS_STRICT_MAX = 2048  # longer lists skip the strict parser: its time is quadratic
+_ADDRESS_CACHED_MAX = 1024  # address fields up to this long are remembered (a bounded cache)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TAG = re.compile(r"<[^>]*>")
 
@@ -157,6 +159,27 @@ def decode_base64(data: bytes) -> bytes:
     return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
 
 
+def decode_base64_text(text: str, piece: int = 1024 * 1024) -> bytes:
+    """A base64 body (as the email parser holds it) decoded `piece` characters at a time: the email
+    package makes three whole copies of a body first (about 100 MB for a 24 MB attachment)."""
+    return b"".join(_base64_pieces(text, piece))
+
+
+def base64_size(text: str, piece: int = 1024 * 1024) -> int:
+    """How many bytes a base64 body decodes to, never holding more than a piece of them."""
+    return sum(len(decoded) for decoded in _base64_pieces(text, piece))
+
+
+def _base64_pieces(text: str, piece: int) -> Iterator[bytes]:
+    carry = b""
+    for start in range(0, len(text), piece):
+        chunk = carry + _NOT_BASE64.sub(b"", text[start : start + piece].encode("ascii", "replace"))
+        whole = len(chunk) - len(chunk) % 4
+        yield binascii.a2b_base64(chunk[:whole])
+        carry = chunk[whole:]
+    yield decode_base64(carry)
+
+
 def _word_bytes(kind: str, text: str) -> bytes:
     data = text.encode("utf-8", "replace")
     return binascii.a2b_qp(data, header=True) if kind in "qQ" else decode_base64(data)
@@ -225,6 +248,11 @@ def bounded_policy(problems: list[str]) -> EmailPolicy[EmailMessage]:
         header = cache.get((name, value))
         if header is not None:
             return header
+        if len(value) <= _HEADER_FREE:
+            header = _short_header(name, value)
+            if header is not None:
+                cache[(name, value)] = header
+                return header
         text = value
         if len(text) > _HEADER_FREE:
             cost = min(len(text), _HEADER_MAX)
@@ -247,6 +275,16 @@ def bounded_policy(problems: list[str]) -> EmailPolicy[EmailMessage]:
     return policy
 
 
+@lru_cache(maxsize=4096)
+def _short_header(name: str, value: str) -> BaseHeader | None:
+    """A short header parsed once for all messages (Content-Type, -Transfer-Encoding and -Disposition repeat
+    in every part of every message); None when the parser fails on it (the caller records that)."""
+    try:
+        return _REGISTRY(name, value)
+    except Exception:
+        return None
+
+
 def addresses(name: str, values: list[str], problems: list[str]) -> tuple[Address, ...]:
     """The mailboxes of address header `name`: decoded display names, addresses as written.
 
@@ -264,6 +302,22 @@ def addresses(name: str, values: list[str], problems: list[str]) -> tuple[Addres
 
 
 def _address_pairs(name: str, value: str, problems: list[str]) -> list[tuple[str, str]]:
+    if len(value) > _ADDRESS_CACHED_MAX:
+        return _read_address_pairs(name, value, problems)
+    pairs, found = _cached_address_pairs(name, value)
+    problems.extend(found)
+    return list(pairs)
+
+
+@lru_cache(maxsize=4096)
+def _cached_address_pairs(name: str, value: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The same correspondents write again and again: their address fields are read once."""
+    problems: list[str] = []
+    pairs = _read_address_pairs(name, value, problems)
+    return tuple(pairs), tuple(problems)
+
+
+def _read_address_pairs(name: str, value: str, problems: list[str]) -> list[tuple[str, str]]:
     if len(value) <= _ADDRESS_STRICT_MAX:
         try:
             header = _REGISTRY(name, value)

@@ -328,6 +328,22 @@ class ClearBouncing:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkUnverified:
+    """The request that opened the case failed sender authentication: no automatic mail to `address`
+    on this case (it would be backscatter to whoever the From names) until it writes authenticated."""
+
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearUnverified:
+    """An authenticated mail from `address` on the case: automatic mail may go to it again."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
 class ClearAutomatic:
     """A person wrote on a case automatic mail opened: from now on it is a case like any other."""
 
@@ -372,6 +388,8 @@ Action = (
     | RecordSatisfaction
     | MarkBouncing
     | ClearBouncing
+    | MarkUnverified
+    | ClearUnverified
     | ClearAutomatic
     | MarkJunk
     | ClearJunk

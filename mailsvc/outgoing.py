@@ -50,6 +50,17 @@ class MailBuilder:
         self.team = team  # the acknowledgement's figures: when to expect an answer
         self.log = get_logger(component="outgoing")
         self._parsed: dict[tuple[str, int], InboundMessage] = {}
+        # Messages their stage parsed already (ingest, the scheduler), by what `_cause` looks up: used
+        # when the stored message has their content hash (a rolled-back transaction may give its row id
+        # to another mail), which is read instead of the bytes (a large mail is not read back whole).
+        self._known: dict[tuple[str, int], InboundMessage] = {}
+
+    def known(self, msg: InboundMessage, *, message_row: int | None = None, request_of: int | None = None) -> None:
+        """Hand over a parsed message the drafts of this pass may follow: parsed once, not again."""
+        if message_row is not None:
+            self._known[("message", message_row)] = msg
+        if request_of is not None:
+            self._known[("request", request_of)] = msg
 
     def draft(self, action: QueueMail, case: Case, msg: InboundMessage) -> tuple[MailDraft, ...]:
         """What the transaction records of a mail: Message-ID, envelope, and what to build it from.
@@ -102,6 +113,7 @@ class MailBuilder:
                     log.debug("mail_built", size=len(raw))
                     result.built += 1
         self._parsed.clear()
+        self._known.clear()
         return result
 
     def _build(self, pending: PendingDraft) -> bytes:
@@ -130,10 +142,22 @@ class MailBuilder:
         """The message the mail answers; timer mail has none of its own and follows the case's request."""
         key = ("message", pending.cause) if pending.cause is not None else ("request", case_id)
         msg = self._parsed.get(key)
-        if msg is None:
-            raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
-            msg = self._parsed[key] = parse_message(raw or b"", self.limits)
+        # Filing keeps no attachment bytes: a mail that forwards them reads the stored message.
+        if msg is not None and not (pending.draft.attach and _without_bytes(msg)):
+            return msg
+        known = self._known.get(key)
+        usable = known is not None and not (pending.draft.attach and _without_bytes(known))
+        if usable and known is not None and known.content_hash == self._stored_hash(key):
+            self._parsed[key] = known
+            return known
+        raw = self.store.message_raw(key[1]) if key[0] == "message" else self.store.case_request(case_id)
+        msg = self._parsed[key] = parse_message(raw or b"", self.limits)
         return msg
+
+    def _stored_hash(self, key: tuple[str, int]) -> str | None:
+        if key[0] == "message":
+            return self.store.message_hash(key[1])
+        return self.store.message_hash(request_of=key[1])
 
     def _requester_thread(self, pending: PendingDraft, cause: InboundMessage) -> ThreadIds:
         """Only what the requester received or sent up to this mail's decision: never a staff
@@ -144,3 +168,8 @@ class MailBuilder:
         parent = next((e.message_id for e in reversed(entries) if e.from_requester), None)
         earlier = cause.references if parent is not None and cause.message_id == parent else ()
         return ThreadIds(parent, (*earlier, *(e.message_id for e in entries)))
+
+
+def _without_bytes(msg: InboundMessage) -> bool:
+    """Parsed for filing: its attachments have a size but not their bytes."""
+    return any(a.size and not a.data for a in msg.attachments)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.feedparser import BytesFeedParser
 from email.message import EmailMessage
@@ -17,12 +17,15 @@ from email.utils import parsedate_to_datetime
 
 from inscriptis import get_text
 
+from mailsvc.contenthash import content_hash
 from mailsvc.mime import (
     SERIALIZE_POLICY,
     addresses,
+    base64_size,
     bounded_policy,
     clean_text,
     decode_base64,
+    decode_base64_text,
     decode_bytes,
     decode_words,
     neutralise_charsets,
@@ -43,15 +46,11 @@ class ParseLimits:
     max_headers: int = 1000  # header fields in the top-level header block
 
 
-# What the author's client wrote: the duplicate key hashes these and the body, so fields added on
-# the way (trace, spam verdicts, ARC, forwarders' signatures, Resent-*) never make a second case.
-_ORIGIN_FIELDS = frozenset(
-    {b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"in-reply-to", b"references", b"mime-version"}
-)
 _HEADER_SCAN = 256 * 1024  # of a message over max_bytes, only this much is read for its headers
 _HEADER_VALUE_MAX = 64 * 1024
 _HTML_MAX = 2 * 1024 * 1024
 _DEFECTS_MAX = 100
+_FEED_BYTES = 1024 * 1024
 
 _MSGID = re.compile(r"<([^<>]*)>")
 _SPACE = re.compile(r"[\s\x00-\x1f\x7f]+")
@@ -60,10 +59,13 @@ _LINEBREAK = re.compile(r"\r\n|\r|\n")
 _BLANK_RUN = re.compile(r"\n{4,}")
 
 
-def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> InboundMessage:
-    """What the help desk needs of one message; over a limit or without a sender it is quarantined."""
+def parse_message(raw: bytes, limits: ParseLimits = ParseLimits(), *, attachment_data: bool = True) -> InboundMessage:
+    """What the help desk needs of one message; over a limit or without a sender it is quarantined.
+
+    Without `attachment_data`, attachments keep their name and size but not their bytes (filing stores
+    no more; the mail that forwards them parses the stored message again)."""
     try:
-        return _parse(bytes(raw), limits)
+        return _parse(bytes(raw), limits, attachment_data)
     except Exception as exc:  # the contract is "never raises": a bug here must not stop ingestion
         data = raw if isinstance(raw, bytes) else b""
         return InboundMessage(
@@ -86,33 +88,6 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> InboundMes
             defects=(f"parse: {type(exc).__name__}",),
             quarantine_reason="unparseable",
         )
-
-
-def content_hash(raw: bytes) -> str:
-    """sha256 of the origin fields (From, To, Cc, Subject, Date, Message-ID, In-Reply-To, References,
-    MIME-Version, Content-*) and the body, with LF line ends: equal for every delivery of one mail."""
-    data = raw.replace(b"\r\n", b"\n")
-    if data.startswith(b"From "):  # the mbox envelope line also differs per delivery
-        data = data.partition(b"\n")[2]
-    if data.startswith(b"\n"):
-        head, body = b"", data[1:]
-    else:
-        head, _, body = data.partition(b"\n\n")
-    unfolded = head.replace(b"\n ", b" ").replace(b"\n\t", b"\t")
-    fields = []
-    for line in unfolded.split(b"\n"):
-        name, _, value = line.partition(b":")
-        key = name.strip().lower()
-        if key in _ORIGIN_FIELDS or key.startswith(b"content-"):
-            fields.append(key + b":" + b" ".join(value.split()))
-    if not fields:  # not a header block we know: all of it counts, so nothing unlike is taken for a copy
-        return hashlib.sha256(data.strip()).hexdigest()
-    # In the order written per field name; a forwarder may reorder the block, never one field's copies.
-    fields.sort(key=lambda field: field.partition(b":")[0])
-    digest = hashlib.sha256(b"\n".join(fields))
-    digest.update(b"\n\n")
-    digest.update(body)
-    return digest.hexdigest()
 
 
 def normalize_msgid(value: str) -> str | None:
@@ -146,6 +121,7 @@ class _Body:
     html: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
     reason: str | None = None
+    keep_data: bool = True  # attachments' bytes, or only their size
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +137,14 @@ class _PartInfo:
         return self.content_type.partition("/")[0]
 
 
-def _parse(raw: bytes, limits: ParseLimits) -> InboundMessage:
+def _parse(raw: bytes, limits: ParseLimits, attachment_data: bool = True) -> InboundMessage:
     problems: list[str] = []
     too_large = len(raw) > limits.max_bytes
     block = read_header_block(raw, limits.max_headers, _HEADER_SCAN if too_large else len(raw), _HEADER_VALUE_MAX)
     reason = "too_large" if too_large else "too_many_headers" if block.too_many else None
     body = _Body()
     if reason is None:
-        body = _read_body(raw, limits, problems)
+        body = _read_body(raw, limits, problems, attachment_data)
         reason = body.reason
 
     problems.extend(f"header:{name.lower()}: cut to its first and last {_HEADER_VALUE_MAX // 2}" for name in block.cut)
@@ -206,7 +182,7 @@ def _parse(raw: bytes, limits: ParseLimits) -> InboundMessage:
     )
 
 
-def _read_body(raw: bytes, limits: ParseLimits, problems: list[str]) -> _Body:
+def _read_body(raw: bytes, limits: ParseLimits, problems: list[str], attachment_data: bool = True) -> _Body:
     policy = bounded_policy(problems)
     try:
         message = _parse_mime(neutralise_charsets(raw), policy, limits.max_parts)
@@ -217,7 +193,7 @@ def _read_body(raw: bytes, limits: ParseLimits, problems: list[str]) -> _Body:
     except Exception as exc:
         problems.append(f"mime: {type(exc).__name__}")
         return _Body(reason="unparseable")
-    return _walk(message, limits, problems)
+    return _walk(message, limits, problems, attachment_data)
 
 
 def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: int) -> EmailMessage:
@@ -232,13 +208,15 @@ def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: 
 
     parser: BytesFeedParser[EmailMessage] = BytesFeedParser(_factory=new_part, policy=parse_policy)
     left = max_parts  # the parser calls its factory once to learn its signature
-    parser.feed(raw)
+    # In pieces: fed whole, the parser holds the message as one string and as its lines at the same time.
+    for start in range(0, len(raw), _FEED_BYTES):
+        parser.feed(raw[start : start + _FEED_BYTES])
     return parser.close()
 
 
-def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str]) -> _Body:
+def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str], attachment_data: bool = True) -> _Body:
     """Body and attachments, depth first in order; attached messages are not descended."""
-    body = _Body()
+    body = _Body(keep_data=attachment_data)
     stack: list[tuple[EmailMessage, int, str]] = [(message, 0, "")]
     seen = 0
     while stack:
@@ -256,7 +234,8 @@ def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str]) -> _B
             if not part.is_multipart():
                 _add_leaf(part, info, parent, body, problems)
             elif info.maintype == "message":
-                body.attachments.append(_enclosed(part, info, problems))
+                enclosed = _enclosed(part, info, problems)
+                body.attachments.append(enclosed if body.keep_data else replace(enclosed, data=b""))
             else:
                 children = [child for child in part.get_payload() if isinstance(child, EmailMessage)]
                 subtype = info.content_type.partition("/")[2]
@@ -315,12 +294,12 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
             if text.strip() or not body.plain:
                 body.plain.append(text)
         return
-    data = _payload(part, problems)
+    size, data = _payload_size(part, problems) if not body.keep_data else (-1, _payload(part, problems))
     body.attachments.append(
         Attachment(
             filename=safe_filename(info.filename or ""),
             content_type=info.content_type,
-            size=len(data),
+            size=len(data) if size < 0 else size,
             data=data,
             content_id=info.content_id,
             inline=info.content_id is not None and info.disposition != "attachment",
@@ -336,11 +315,29 @@ def _payload(part: EmailMessage, problems: list[str]) -> bytes:
         if cte != cte.strip() and cte.strip() in ("base64", "quoted-printable"):
             encoded = str(part.get_payload(decode=False)).encode("utf-8", "replace")
             return decode_base64(encoded) if cte.strip() == "base64" else binascii.a2b_qp(encoded)
+        if cte == "base64" and _large_plain_base64(part):
+            return decode_base64_text(str(part.get_payload(decode=False)))
         data = part.get_payload(decode=True)
     except Exception as exc:
         problems.append(f"payload: {type(exc).__name__}")
         return b""
     return data if isinstance(data, bytes) else b""
+
+
+def _payload_size(part: EmailMessage, problems: list[str]) -> tuple[int, bytes]:
+    """The decoded size of a leaf's body, without its bytes (a large base64 body is never decoded whole)."""
+    if str(part.get("content-transfer-encoding") or "").lower() == "base64" and _large_plain_base64(part):
+        return base64_size(str(part.get_payload(decode=False))), b""
+    return len(_payload(part, problems)), b""
+
+
+def _large_plain_base64(part: EmailMessage) -> bool:
+    """A body over a piece, with padding at its end only (so decoding it in pieces reads what the email
+    package would)."""
+    payload = part.get_payload(decode=False)
+    if not isinstance(payload, str) or len(payload) <= _FEED_BYTES:
+        return False
+    return "=" not in payload.rstrip().rstrip("=")
 
 
 def _part_text(part: EmailMessage, info: _PartInfo, problems: list[str]) -> str:

@@ -10,8 +10,6 @@ import contextlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, formataddr
 from typing import Any
 from urllib.parse import quote
@@ -19,15 +17,17 @@ from urllib.parse import quote
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from mailsvc import mimewrite
 from mailsvc.envelope import idna_domain
 from mailsvc.errors import TemplateError
 from mailsvc.expect import TeamView, team_context
-from mailsvc.model import STAFF_PURPOSES, Address, Case, InboundMessage, OutgoingMail, QueueMail
+from mailsvc.model import STAFF_PURPOSES, Address, Attachment, Case, InboundMessage, OutgoingMail, QueueMail
 from mailsvc.strip import MARKER
 from mailsvc.thread import compile_tag, render_tag, strip_tags
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|vs|r|rif|odp|res)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
+_TOKEN = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")  # a type/subtype a header can carry
 MAX_REFERENCES = 20
 
 
@@ -159,40 +159,43 @@ def compose(
     tag = render_tag(queue.subject_tag, case.id)
     tags = compile_tag(queue.subject_tag)
     context = template_context(action, case, msg, queue, tag)
-    mail = EmailMessage()
-    to_staff = action.purpose in STAFF_PURPOSES
-    if to_staff:
+    utf8 = any(needs_smtputf8(a) for a in action.to)
+    fields: list[bytes] = []
+    if action.purpose in STAFF_PURPOSES:
         about = header_text(case.requester.name or case.requester.addr)
-        mail["From"] = formataddr((header_text(f"{about} via {queue.display_name}"), queue.address))
-        mail["Subject"] = f"{tag} ({case.status.value}) {strip_tags(header_text(case.subject), [tags])}"
+        sender = mimewrite.mailbox(header_text(f"{about} via {queue.display_name}"), queue.address, utf8=utf8)
+        fields.append(mimewrite.address_field("From", [sender]))
+        subject = f"{tag} ({case.status.value}) {strip_tags(header_text(case.subject), [tags])}"
+        fields.append(mimewrite.text_field("Subject", subject, utf8=utf8))
         if reply_to:
-            mail["Reply-To"] = reply_to
+            fields.append(mimewrite.address_field("Reply-To", [reply_to]))
     else:
-        mail["From"] = formataddr((header_text(queue.display_name), queue.address))
-        mail["Subject"] = reply_subject(case.subject, tag, queue.tag_position, tags)
-    mail["To"] = ", ".join(header_address(a) for a in action.to)
-    mail["Date"] = format_datetime(now)
-    mail["Message-ID"] = message_id
-    # RFC 3834: mark everything we send as automatic, and ask others not to answer it.
-    mail["Auto-Submitted"] = "auto-replied" if action.purpose in ("ack", "refused") else "auto-generated"
-    mail["X-Auto-Response-Suppress"] = "All"
-    mail["X-Loop"] = queue.address
-    mail["X-Mailsvc-Case"] = str(case.id)
-    mail.set_content(templates.render(f"{action.template}.txt.j2", context))
+        sender = mimewrite.mailbox(header_text(queue.display_name), queue.address, utf8=utf8)
+        fields.append(mimewrite.address_field("From", [sender]))
+        subject = reply_subject(case.subject, tag, queue.tag_position, tags)
+        fields.append(mimewrite.text_field("Subject", subject, utf8=utf8))
+    fields += [
+        mimewrite.address_field("To", [_recipient(a, utf8) for a in action.to]),
+        mimewrite.fold("Date", format_datetime(now)),
+        mimewrite.fold("Message-ID", message_id),
+        # RFC 3834: mark everything we send as automatic, and ask others not to answer it.
+        mimewrite.fold("Auto-Submitted", "auto-replied" if action.purpose in ("ack", "refused") else "auto-generated"),
+        b"X-Auto-Response-Suppress: All\r\n",
+        mimewrite.text_field("X-Loop", queue.address, utf8=utf8),
+        mimewrite.fold("X-Mailsvc-Case", str(case.id)),
+        b"MIME-Version: 1.0\r\n",
+    ]
+    body = mimewrite.text_part(templates.render(f"{action.template}.txt.j2", context), "plain")
     html_name = f"{action.template}.html.j2"
     if templates.has(html_name):
-        mail.add_alternative(templates.render(html_name, context), subtype="html")
-    if action.attach:
-        for part in msg.attachments:
-            maintype, _, subtype = part.content_type.partition("/")
-            if maintype in ("message", "multipart") or not subtype:
-                # Not a leaf the email package can re-encode byte for byte: sent as the bytes it was.
-                maintype, subtype = "application", "octet-stream"
-            mail.add_attachment(part.data, maintype=maintype, subtype=subtype, filename=part.filename)
+        body = mimewrite.multipart(
+            "alternative", [body, mimewrite.text_part(templates.render(html_name, context), "html")]
+        )
+    if action.attach and msg.attachments:
+        body = mimewrite.multipart("mixed", [body, *(_attachment(part) for part in msg.attachments)])
     if thread is None:
         thread = ThreadIds(msg.message_id, (*msg.references, msg.message_id) if msg.message_id else ())
-    utf8 = any(needs_smtputf8(a) for a in action.to)
-    raw = mail.as_bytes(policy=SMTPUTF8 if utf8 else SMTP)
+    raw = b"".join(fields) + body.as_bytes()
     return OutgoingMail(
         message_id=message_id,
         mail_from=queue.address,
@@ -200,6 +203,24 @@ def compose(
         raw=thread_headers(thread) + raw,
         purpose=action.purpose,
     )
+
+
+def _attachment(part: Attachment) -> mimewrite.Part:
+    maintype, _, subtype = part.content_type.partition("/")
+    if maintype in ("message", "multipart") or not subtype or not _TOKEN.fullmatch(part.content_type):
+        # Not a leaf that can be re-encoded byte for byte: sent as the bytes it was.
+        maintype, subtype = "application", "octet-stream"
+    return mimewrite.attachment_part(part.data, f"{maintype}/{subtype}", part.filename)
+
+
+def _recipient(address: Address, utf8: bool) -> str:
+    """A mailbox of the To field: the domain in IDNA where the local part is ASCII (header_address)."""
+    addr = address.addr
+    local, _, domain = addr.rpartition("@")
+    if not addr.isascii() and local.isascii():
+        with contextlib.suppress(ValueError):
+            addr = f"{local}@{idna_domain(domain)}"
+    return mimewrite.mailbox(header_text(address.name), addr, utf8=utf8)
 
 
 def _local_part(addr: str) -> str:

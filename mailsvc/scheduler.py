@@ -77,6 +77,8 @@ class Scheduler:
                 with self.store.transaction():
                     self.store.mark_failure_noticed(failed.id)
                 continue
+            if outbox_ids is None:
+                continue  # no case to tell it on: logged, told to nobody
             result.mails += len(outbox_ids)
             result.notices += 1
         self.pipeline.build_pending()
@@ -102,16 +104,17 @@ class Scheduler:
             return self._skip(case_id, timers, "case merged")
         now = p.clock()
         actions = fire_timers(case, timers, p.timer_policies[case.queue], p.queues[case.queue].staff, now)
-        return self._apply(case_id, case.queue, p.guard(actions, now), raw)
+        return self._apply(case_id, case.queue, p.guard(actions, now, case_id), raw)
 
-    def _notice(self, failed: FailedOutgoing) -> tuple[int, ...]:
+    def _notice(self, failed: FailedOutgoing) -> tuple[int, ...] | None:
+        """Tell the failure on its case: the outbox ids queued, or None when there is no case to tell it on."""
         p = self.pipeline
         self.store.mark_failure_noticed(failed.id)
         case = self.store.case_by_id(failed.case_id) if failed.case_id is not None else None
         raw = self.store.case_request(case.id) if case else None
         if case is None or raw is None:
             self.log.warning("send_failure_without_case", outbox_id=failed.id, purpose=failed.purpose)
-            return ()
+            return None
         rcpt = ", ".join(failed.rcpt_to)
         actions = decide_send_failure(case, p.queues[case.queue], failed.purpose, rcpt, failed.last_error)
         return self._apply(case.id, case.queue, actions, raw, failed_purpose=failed.purpose).outbox_ids
@@ -123,6 +126,8 @@ class Scheduler:
         p = self.pipeline
         request = parse_message(raw or b"", p.limits)
         applied = self.store.apply_timers(Decision(case_id, queue, actions), request, p.compose, p.clock())
+        if applied.outbox_ids:
+            p.builder.known(request, request_of=case_id)  # the mail it queued follows the request: parsed once
         log_applied(self.log.bind(case_id=case_id, **fields), applied)
         metrics.count_applied(applied)
         return applied

@@ -45,4 +45,4 @@ class Screening:
         auth = authenticate_sender(msg, self.trust)
         if auth.forged or (self.require_authenticated and not auth.authenticated):
             return replace(found, unverified=auth.reason)
-        return found
+        return replace(found, authenticated=auth.authenticated)

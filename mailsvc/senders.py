@@ -41,13 +41,15 @@ class Screen:
 
     `junk`: file it as junk (why). `refuse`: junk, answered with the `refused` template.
     `no_ack`: open the case without an acknowledgement (why). `unverified`: no automatic mail to
-    the sender, and staff are told the sender is not verified (why)."""
+    the sender, and staff are told the sender is not verified (why). `authenticated`: an aligned pass
+    in our trusted Authentication-Results (it lifts an earlier `unverified` on the case)."""
 
     junk: str | None = None
     refuse: str | None = None
     no_ack: str | None = None
     unverified: str | None = None
     history: bool = False  # filed from a backlog or an archive: no mail at all, no SLA
+    authenticated: bool = False
 
 
 UNSCREENED = Screen()

@@ -15,6 +15,7 @@ import functools
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
@@ -27,6 +28,7 @@ from mailsvc.delivery import Failure, Stage, Step, next_step
 from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope
 from mailsvc.errors import TlsError
 from mailsvc.log import get_logger
+from mailsvc.model import OutboxState
 from mailsvc.scrub import scrub
 from mailsvc.status import ServiceStatus, StoreFaults
 from mailsvc.store import STORE_ERRORS, OutboxMail, StoreContract
@@ -102,6 +104,17 @@ def mail_failure(exc: BaseException, reused: bool) -> Failure:
     return Failure(Stage.MAIL, code, _describe(exc), reused)
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one mail, until the store records it: SENT (`at` sent), FAILED (`at` failed), or
+    QUEUED again (`at` is its next attempt)."""
+
+    mail: OutboxMail
+    state: OutboxState
+    at: float
+    error: str = ""
+
+
 class Sender:
     def __init__(
         self,
@@ -122,7 +135,7 @@ class Sender:
         self._store = StoreFaults("sender", self.status)
         self.held_until: float | None = None  # the server is unavailable: no attempt before this
         self.store_retry_at: float | None = None  # the store failed: no work before this
-        self._unrecorded: dict[int, tuple[OutboxMail, float]] = {}  # accepted, not yet recorded as sent
+        self._unrecorded: dict[int, _Outcome] = {}  # tried, not yet recorded (accepted mail among them)
 
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
@@ -228,20 +241,35 @@ class Sender:
             log.warning("mail_recipient_refused", recipient=address, error=f"{response.code} {response.message}")
         log.info("mail_sent", rcpt=list(mail.rcpt_to), attempts=mail.attempts + 1)
         metrics.mail_sent(mail.purpose, mail.created_at, self.clock())
-        self._unrecorded[mail.id] = (mail, self.clock())
-        self._record_sent()
+        self._unrecorded[mail.id] = _Outcome(mail, OutboxState.SENT, self.clock())
+        # At once, before the next mail goes: a kill sends at most this one again.
+        self._record()
 
-    def _record_sent(self) -> bool:
-        """Record every accepted mail as sent; False (logged) while the store fails."""
-        for outbox_id, (mail, at) in list(self._unrecorded.items()):
-            try:
-                self.store.mark_sent(outbox_id, at)
-            except STORE_ERRORS as exc:
-                self._store_failed(exc, unrecorded=len(self._unrecorded))
-                return False
-            del self._unrecorded[outbox_id]
-            if self._store.backoff.failing:
-                self.log.info("mail_sent_recorded", case_id=mail.case_id, message_id=mail.message_id)
+    def _record(self) -> bool:
+        """Record the outcome of every mail tried since the last record (a deferral or failure rides with
+        the next accepted mail's record, or the batch's end), in one transaction; False (logged) while
+        the store fails: they are kept, and mail the server accepted is never sent again."""
+        if not self._unrecorded:
+            return True
+        outcomes = list(self._unrecorded.values())
+        try:
+            with self.store.transaction():
+                for o in outcomes:
+                    if o.state is OutboxState.SENT:
+                        self.store.mark_sent(o.mail.id, o.at)
+                    elif o.state is OutboxState.FAILED:
+                        self.store.mark_failed(o.mail.id, o.error)
+                    else:
+                        self.store.mark_retry(o.mail.id, o.error, o.at)
+        except STORE_ERRORS as exc:
+            sent = sum(o.state is OutboxState.SENT for o in outcomes)
+            self._store_failed(exc, unrecorded=sent, outcomes=len(outcomes))
+            return False
+        self._unrecorded.clear()
+        if self._store.backoff.failing:
+            for o in outcomes:
+                if o.state is OutboxState.SENT:
+                    self.log.info("mail_sent_recorded", case_id=o.mail.case_id, message_id=o.mail.message_id)
         self._store_back()
         return True
 
@@ -253,22 +281,15 @@ class Sender:
         self.store_retry_at = None
 
     def _failed(self, mail: OutboxMail, failure: Failure, step: Step, why: str) -> None:
-        """Record a mail's own failure: for good (FAIL) or to retry later (RETRY)."""
+        """A mail's own failure: for good (FAIL) or to retry later (RETRY); recorded with the batch."""
         log = self.log.bind(case_id=mail.case_id, message_id=mail.message_id)
-        now = self.clock()
-        try:
-            if step is Step.FAIL:
-                self.store.mark_failed(mail.id, failure.reason)
-            else:
-                delay = backoff_delay(mail.attempts, self.cfg.retry_base, self.cfg.retry_cap)
-                self.store.mark_retry(mail.id, failure.reason, now + delay)
-        except STORE_ERRORS as exc:
-            self._store_failed(exc, message_id=mail.message_id)  # it stays queued: tried again later
-            return
         if step is Step.FAIL:
+            self._unrecorded[mail.id] = _Outcome(mail, OutboxState.FAILED, self.clock(), failure.reason)
             log.error("mail_failed", error=failure.reason, attempts=mail.attempts + 1, reason=why)
-        else:
-            log.warning("mail_deferred", error=failure.reason, attempts=mail.attempts + 1, retry_in_s=round(delay, 1))
+            return
+        delay = backoff_delay(mail.attempts, self.cfg.retry_base, self.cfg.retry_cap)
+        self._unrecorded[mail.id] = _Outcome(mail, OutboxState.QUEUED, self.clock() + delay, failure.reason)
+        log.warning("mail_deferred", error=failure.reason, attempts=mail.attempts + 1, retry_in_s=round(delay, 1))
 
     def _waiting(self) -> bool:
         now = self.clock()
@@ -278,17 +299,19 @@ class Sender:
 
     async def drain(self) -> int:
         """Send everything due now; returns how many were accepted. Stops early while the server is
-        unavailable (held) or the store fails (nothing is sent that could not be recorded)."""
+        unavailable (held: one failed connection defers the rest) or the store fails (nothing is sent
+        that could not be recorded)."""
         sent = 0
         attempted: set[int] = set()
         while not self._waiting():
-            if self._unrecorded and not self._record_sent():
+            if not self._record():
                 return sent
             try:
                 due = [m for m in self.store.due_mail(self.clock()) if m.id not in attempted]
             except STORE_ERRORS as exc:
                 self._store_failed(exc)
                 return sent
+            self._store_back()
             if not due:
                 return sent
             for mail in due:
@@ -296,6 +319,7 @@ class Sender:
                 sent += await self.send_one(mail)
                 if self._waiting():
                     break
+        self._record()
         return sent
 
     def next_wake(self) -> float | None:
@@ -324,7 +348,7 @@ class Sender:
             for task in pending:
                 task.cancel()
         await self.close()
-        if self._unrecorded:
-            self.log.error(
-                "mail_sent_unrecorded", message_ids=[m.message_id for m, _ in self._unrecorded.values()],
-            )  # fmt: skip
+        self._record()
+        unrecorded = [o.mail.message_id for o in self._unrecorded.values() if o.state is OutboxState.SENT]
+        if unrecorded:
+            self.log.error("mail_sent_unrecorded", message_ids=unrecorded)

@@ -21,11 +21,12 @@ class _Terminal:
 
     def out(self, line: str) -> None:
         countdown = line.startswith("waiting for")
+        # The state changes before the line is written: a Ctrl-C just after the write still ends that line.
+        was_counting, self.counting = self.counting, self.tty and countdown
         if self.tty and countdown:
             print(f"\r{line}\x1b[K", end="", flush=True)
         else:
-            print(("\n" if self.counting else "") + line, flush=True)
-        self.counting = self.tty and countdown
+            print(("\n" if was_counting else "") + line, flush=True)
 
 
 def cmd_oauth_login(args: argparse.Namespace) -> int:

@@ -155,8 +155,9 @@ class MicrosoftClient:
             raise OAuthError("network_error", str(exc)[:200], permanent=False, hint=hint_for("")) from None
 
     def refresh(self, refresh_token: str) -> Grant:
+        app = self._app()  # its own errors (OAuthError is an OSError too) keep their code and hint
         try:
-            answer = self._app().acquire_token_by_refresh_token(refresh_token, scopes=list(self.scopes))
+            answer = app.acquire_token_by_refresh_token(refresh_token, scopes=list(self.scopes))
         except OSError as exc:
             raise OAuthError("network_error", str(exc)[:200], permanent=False, hint=hint_for("")) from None
         return _grant(answer, self.scopes)

@@ -83,6 +83,7 @@ __all__ = [
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
 DEFAULT_BUSY_TIMEOUT = 30.0
+_BLOB_PIECE = 1024 * 1024
 
 
 def open_store(config: StoreConfig) -> Store:
@@ -317,6 +318,8 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 raise
             raise StoreConflict(f"the message is stored already: {exc}") from exc
         row = int(cur.fetchone()[0])
+        if len(msg.raw) > _BLOB_PIECE:
+            self._write_raw(row, msg.raw)
         self.db.executemany(
             "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
             [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
@@ -358,9 +361,17 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 _ts(now),
                 msg.text,
                 "\n".join(msg.defects),
-                msg.raw,
+                msg.raw if len(msg.raw) <= _BLOB_PIECE else b"",
             ),
         )
+
+    def _write_raw(self, message_row: int, raw: bytes) -> None:
+        """A large message's bytes a piece at a time: bound whole, SQLite copies them twice more."""
+        self.db.execute("UPDATE messages SET raw = zeroblob(?) WHERE id = ?", (len(raw), message_row))
+        view = memoryview(raw)
+        with self._sqlite.blobopen("messages", "raw", message_row) as blob:
+            for start in range(0, len(raw), _BLOB_PIECE):
+                blob.write(view[start : start + _BLOB_PIECE])
 
     def _event(self, case_id: int, now: datetime, event: str, detail: str = "") -> None:
         self.db.execute(

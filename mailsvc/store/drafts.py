@@ -99,6 +99,18 @@ class DraftQueries:
         row = self.db.execute("SELECT raw FROM messages WHERE id = ?", (message_row,)).fetchone()
         return bytes(row[0]) if row else None
 
+    def message_hash(self, message_row: int | None = None, *, request_of: int | None = None) -> str | None:
+        """The content hash of a message row, or of the request that opened case `request_of`: whether a
+        message parsed before is the one stored, without reading its bytes."""
+        if message_row is not None:
+            row = self.db.execute("SELECT content_hash FROM messages WHERE id = ?", (message_row,)).fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT content_hash FROM messages WHERE case_id = ? AND state = 'filed' ORDER BY id LIMIT 1",
+                (request_of,),
+            ).fetchone()
+        return str(row[0]) if row else None
+
     def requester_thread(
         self, case_id: int, before_outbox_id: int, up_to_message: int | None = None
     ) -> list[ThreadEntry]:

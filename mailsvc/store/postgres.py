@@ -217,6 +217,10 @@ class PostgresStore(Store):
     def _is_unique_violation(self, exc: Exception) -> bool:
         return isinstance(exc, pg_errors.UniqueViolation)
 
+    def _write_raw(self, message_row: int, raw: bytes) -> None:
+        # bytea has no incremental blob writes; the bytes go in one parameter.
+        self.db.execute("UPDATE messages SET raw = ? WHERE id = ?", (raw, message_row))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self.db.execute("BEGIN")

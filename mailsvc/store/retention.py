@@ -132,6 +132,7 @@ class RetentionQueries:
         self.db.execute("DELETE FROM case_ccs WHERE lower(address) = ?", (key,))
         self.db.execute("DELETE FROM automatic_mail WHERE address = ?", (key,))
         self.db.execute("DELETE FROM bouncing WHERE address = ?", (key,))
+        self.db.execute("DELETE FROM unverified_senders WHERE address = ?", (key,))
         self.db.execute("DELETE FROM sender_rules WHERE pattern = ?", (key,))
         pattern = re.compile(re.escape(key), re.IGNORECASE)
         rows = self.db.execute(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailsvc.errors import StoreError
-from mailsvc.model import Action, ClearJunk, DenySender, MarkJunk
+from mailsvc.model import Action, ClearJunk, ClearUnverified, DenySender, MarkJunk, MarkUnverified
 from mailsvc.store.sql import SqlConnection
 
 Event = tuple[str, dict[str, object]]
@@ -81,7 +81,42 @@ class SenderQueries:
                 )
                 self._event(case_id, now, "sender_denied", f"{pattern} in queue {queue}")
                 return "sender_denied", {"case_id": case_id, "queue": queue, "pattern": pattern}
+        return self._unverified_effect(case_id, action, now)
+
+    # --- requesters not verified on a case
+
+    def _unverified_effect(self, case_id: int, action: Action, now: datetime) -> Event | None:
+        """MarkUnverified and ClearUnverified, inside `apply`'s transaction."""
+        match action:
+            case MarkUnverified(address=address, reason=reason):
+                self.db.execute(
+                    "INSERT INTO unverified_senders (case_id, address, since, reason) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (case_id, address) DO NOTHING",
+                    (case_id, address.lower(), now.timestamp(), reason),
+                )
+                self._event(case_id, now, "marked_unverified", f"{address}: no automatic mail ({reason})")
+                return "requester_marked_unverified", {"case_id": case_id, "reason": reason}
+            case ClearUnverified(address=address):
+                cur = self.db.execute(
+                    "DELETE FROM unverified_senders WHERE case_id = ? AND address = ?", (case_id, address.lower())
+                )
+                if cur.rowcount == 0:
+                    return None
+                self._event(case_id, now, "unverified_cleared", f"{address} wrote authenticated mail")
+                return "requester_unverified_cleared", {"case_id": case_id}
         raise StoreError(f"unknown action {type(action).__name__}")
+
+    def unverified_senders(self, case_id: int, addresses: Sequence[str]) -> frozenset[str]:
+        """Which of `addresses` are not verified on the case: the guard holds automatic mail to them."""
+        keys = [a.lower() for a in addresses]
+        if not keys:
+            return frozenset()
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(
+            f"SELECT address FROM unverified_senders WHERE case_id = ? AND address IN ({marks})",  # noqa: S608
+            (case_id, *keys),
+        )
+        return frozenset(r[0] for r in rows)
 
     def junk_uids(self, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> frozenset[int]:
         """Which of these filed UIDs were filed as junk: their server copy belongs in the junk folder."""

@@ -70,11 +70,15 @@ class PrivateDovecot:
 
     host = HOST
 
-    def __init__(self, base: Path, port: int | None = None, *, disable_move: bool = False, trace: bool = False) -> None:
+    def __init__(
+        self, base: Path, port: int | None = None, *, disable_move: bool = False, trace: bool = False,
+        disable_idle: bool = False,
+    ) -> None:  # fmt: skip
         self.base = Path(base).resolve()
         self.port = port or _free_port()
         self._auto_port = port is None
         self.disable_move = disable_move
+        self.disable_idle = disable_idle
         # Log each IMAP command a session finishes and show the running one in its process title, so tests
         # can see what a client did and is doing (`commands`, `idling`).
         self.trace = trace
@@ -114,7 +118,9 @@ class PrivateDovecot:
         self._shutdown()  # reap a master that died on its own
         self._make_dirs()
         self._stop_stale()
-        if self.disable_move and self._capabilities is None:
+        hidden = {"MOVE"} if self.disable_move else set()
+        hidden |= {"IDLE"} if self.disable_idle else set()
+        if hidden and self._capabilities is None:
             # imap_capability in 2.3 can only replace the list or add to it ("+X"), never remove, so learn
             # this build's post-login list once and hand it back without MOVE.
             self._launch()
@@ -122,7 +128,7 @@ class PrivateDovecot:
                 caps = self._probe_capabilities()
             finally:
                 self._shutdown()
-            self._capabilities = [c for c in caps if c != "MOVE"]
+            self._capabilities = [c for c in caps if c not in hidden]
         self._launch()
         atexit.register(self.stop)
 
@@ -143,7 +149,9 @@ class PrivateDovecot:
 
     @classmethod
     @contextlib.contextmanager
-    def in_temp_dir(cls, *, trace: bool = False, disable_move: bool = False) -> Iterator[PrivateDovecot]:
+    def in_temp_dir(
+        cls, *, trace: bool = False, disable_move: bool = False, disable_idle: bool = False
+    ) -> Iterator[PrivateDovecot]:
         """A started server in a new folder of the system's temp dir, removed when done.
 
         Not under pytest's base temp: any other pytest run of the same user makes that 0700 again, and
@@ -151,7 +159,7 @@ class PrivateDovecot:
         """
         base = Path(tempfile.mkdtemp(prefix="mailsvc-dovecot-"))
         try:
-            with cls(base, trace=trace, disable_move=disable_move) as server:
+            with cls(base, trace=trace, disable_move=disable_move, disable_idle=disable_idle) as server:
                 yield server
         finally:
             shutil.rmtree(base, ignore_errors=True)

@@ -73,6 +73,10 @@ class IdentityProvider:
     # Answer this many device-code polls with slow_down before anything else.
     slow_down_polls: int = 0
     device_interval: int = 1
+    # Seconds the provider's clock (its HTTP Date header) is ahead of this machine's.
+    clock_offset: float = 0.0
+    # (status, content type, body): what every POST gets instead, as from a proxy's error page or an outage.
+    outage: tuple[int, str, bytes] | None = None
     port: int = 0
     grants: Counter[str] = field(default_factory=Counter)
     _refresh: dict[str, _Grant] = field(default_factory=dict)
@@ -273,6 +277,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # requests carry secrets; the tests look at `grants` instead
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return super().date_time_string(time.time() + self.idp.clock_offset if timestamp is None else timestamp)
+
     def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -300,6 +307,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+        if self.idp.outage is not None:
+            status, content_type, data = self.idp.outage
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         basic = None
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Basic "):

@@ -73,6 +73,11 @@ class SmtpCapture:
         # With `logins` (user -> password, changeable while running), AUTH is required: 535 for a wrong one.
         self.logins = logins
         self.login_attempts: list[tuple[str, bool]] = []
+        # Recipient -> the reply its RCPT TO gets instead of 250 (e.g. "550 5.1.1 no such user").
+        self.refused_rcpts: dict[str, str] = {}
+        # EHLO answered as usual, refused with 502 as an old or stripped-down server does (HELO still
+        # works), or the connection closed instead of an answer.
+        self.ehlo: Literal["answer", "refuse", "drop"] = "answer"
         self.port = 0
         self._controller: Controller | None = None
         self._cond = threading.Condition()
@@ -173,6 +178,29 @@ class SmtpCapture:
         with self._cond:
             self.login_attempts.append((user, ok))
         return AuthResult(success=ok, handled=False)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        if self.ehlo == "refuse":
+            return ["502 5.5.1 EHLO not implemented"]
+        if self.ehlo == "drop":
+            assert server.transport is not None
+            server.transport.close()
+            return []
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        with self._cond:
+            refusal = self.refused_rcpts.get(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self._cond:

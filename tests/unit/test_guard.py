@@ -87,3 +87,20 @@ def test_automatic_recipients_are_the_keys_of_automatic_mail_only() -> None:
         QueueMail("notify", "notify", (BOB,)),
     ]
     assert automatic_recipients(actions) == {"alice@example.net", "dave@example.net"}
+
+
+UNVERIFIED = MailFacts(unverified=frozenset({"alice@example.net"}))
+
+
+def test_automatic_mail_to_an_unverified_requester_is_suppressed() -> None:
+    reminder = QueueMail("reminder", "reminder", (ALICE, DAVE))
+    assert guard_automatic([reminder], UNVERIFIED, 5) == (
+        QueueMail("reminder", "reminder", (DAVE,)),
+        Suppress("reminder", "sender not verified: alice@example.net"),
+    )
+
+
+def test_mail_people_wrote_goes_to_an_unverified_requester() -> None:
+    relay = QueueMail("relay", "relay", (ALICE,), text="Try turning it off and on.")
+    resolved = QueueMail("resolved", "resolved", (ALICE,))
+    assert guard_automatic([relay, resolved], UNVERIFIED, 5) == (relay, resolved)

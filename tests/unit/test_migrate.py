@@ -47,3 +47,19 @@ def test_every_migration_is_applied_in_order_once(tmp_path: Path) -> None:
     db = raw_db(tmp_path / "fresh.db")
     assert migrate(db) == list(range(1, latest_version() + 1))
     assert migrate(db) == []
+
+
+def test_a_store_another_writer_holds_locked_fails_the_migration_and_applies_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    holder = raw_db(path)
+    holder.execute("BEGIN IMMEDIATE")
+    db = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        with pytest.raises(StoreError, match=r"migration 1 failed: database is locked"):
+            migrate(db)
+        holder.execute("ROLLBACK")
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+        assert tables(db) == set()
+    finally:
+        db.close()
+        holder.close()

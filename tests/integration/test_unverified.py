@@ -1,0 +1,87 @@
+"""A request whose sender failed DMARC: people's answers reach the address, automatic mail does not,
+until the requester writes authenticated mail on the case. Real Dovecot, real SMTP, a moved clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mailsvc.cli import main
+from mailsvc.testing.dovecot import Mailbox
+from mailsvc.testing.sandbox import mail
+from mailsvc.testing.smtp_capture import SmtpCapture
+from tests.integration.test_staff import staff_reply
+from tests.integration.test_timers import START, Clock, Desk, make_config
+
+FORGED = {"Authentication-Results": "mx.example.org; dkim=none; dmarc=fail header.from=example.net"}
+SIGNED = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.net header.from=example.net"}
+SUPPRESSED = ("reminder_suppressed", "sender not verified: alice@example.net")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+@pytest.fixture
+def desk(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> Iterator[Desk]:
+    d = Desk(make_config(tmp_path, mailbox, smtp), mailbox, smtp, clock)
+    yield d
+    d.stop(final=True)
+
+
+def answer(desk: Desk, text: str) -> None:
+    """Bob answers the notification just sent (the only mail since the last take): relayed to Alice,
+    and the case waits on her."""
+    (notify,) = desk.take()
+    assert notify.rcpt_tos == ("bob@example.org",), "nothing automatic to Alice"
+    desk.deliver(staff_reply(notify, text))
+    (relay,) = desk.take()
+    assert desk.purposes([relay]) == ["relay"] and relay.rcpt_tos == ("alice@example.net",)
+    assert desk.case()["status"] == "waiting"
+
+
+def events(desk: Desk) -> list[tuple[str, str]]:
+    return [(e["event"], e["detail"]) for e in desk.store.case_events(1)]
+
+
+def test_no_reminder_to_a_sender_that_failed_dmarc_until_it_writes_authenticated(desk: Desk, clock: Clock) -> None:
+    desk.deliver(mail(subject="VPN drops", message_id="<req@example.net>", headers=FORGED))
+    answer(desk, "Which client version do you run?")
+
+    clock.advance(timedelta(days=3, minutes=1))
+    desk.tick()
+    assert desk.take() == [], "the reminder is automatic: held back"
+    assert SUPPRESSED in events(desk)
+    assert ("reminder", "fired") in desk.timers()
+
+    desk.deliver(mail(subject="Re: VPN drops [Help #1]", body="Version 5.2.\n", in_reply_to="<req@example.net>",
+                      headers=SIGNED))  # fmt: skip
+    assert ("unverified_cleared", "alice@example.net wrote authenticated mail") in events(desk)
+    answer(desk, "Please update to 5.3.")
+    clock.advance(timedelta(days=3, minutes=1))
+    desk.tick()
+    (reminder,) = desk.take()
+    assert desk.purposes([reminder]) == ["reminder"] and reminder.rcpt_tos == ("alice@example.net",)
+    assert events(desk).count(SUPPRESSED) == 1
+
+
+def test_an_unauthenticated_reply_keeps_automatic_mail_held(desk: Desk, clock: Clock, tmp_path: Path) -> None:
+    desk.deliver(mail(subject="VPN drops", message_id="<req@example.net>", headers=FORGED))
+    answer(desk, "Which client version do you run?")
+    desk.deliver(mail(subject="Re: VPN drops [Help #1]", body="Version 5.2.\n", in_reply_to="<req@example.net>"))
+    answer(desk, "Please update to 5.3.")
+    clock.advance(timedelta(days=7, minutes=2))
+    desk.tick()
+    desk.tick()
+    assert desk.take() == [], "neither the reminder nor the auto-resolve notice goes"
+    assert desk.case()["status"] == "resolved"
+    assert ("auto_resolved_suppressed", "sender not verified: alice@example.net") in events(desk)
+
+    marks = "SELECT address FROM unverified_senders"
+    assert [r[0] for r in desk.store.db.execute(marks)] == ["alice@example.net"]
+    assert main(["forget", "alice@example.net", "-c", str(tmp_path / "mailsvc.yaml")]) == 0
+    assert desk.store.db.execute(marks).fetchall() == [], "an erasure request erases the mark too"
