@@ -18,6 +18,7 @@ from mailsvc.model import (
     Case,
     CaseStatus,
     ClearBouncing,
+    ClearUnverified,
     Decision,
     EndTimer,
     FileMessage,
@@ -25,6 +26,7 @@ from mailsvc.model import (
     MailDraft,
     MailRef,
     MarkBouncing,
+    MarkUnverified,
     MergeInto,
     MessageKind,
     MessageState,
@@ -318,3 +320,32 @@ def test_bouncing_addresses_and_lists(store: StoreContract) -> None:
     assert store.bouncing(["zoe@example.net"]) == frozenset()
     assert [c.id for c in store.list_cases(CaseStatus.OPEN)] == [case_id]
     assert store.list_cases(CaseStatus.CLOSED) == []
+
+
+def test_a_requester_marked_unverified_is_held_until_cleared_or_forgotten(store: StoreContract) -> None:
+    case_id = open_case(store, message(), REF, MarkUnverified("Alice@Example.net", "dmarc=fail"))
+    assert store.unverified_senders(case_id, ["alice@example.net", "bob@example.org"]) == {"alice@example.net"}
+    assert store.unverified_senders(case_id + 1, ["alice@example.net"]) == frozenset(), "per case"
+    assert store.unverified_senders(case_id, []) == frozenset()
+    with store.transaction():
+        store.apply_timers(Decision(case_id, "help", (ClearUnverified("alice@example.net"),)), message(), compose, T0)
+    assert store.unverified_senders(case_id, ["alice@example.net"]) == frozenset()
+    assert [e.event for e in store.case_events(case_id)][-1] == "unverified_cleared"
+    other = open_case(store, message(message_id="<m2@example.net>"), MailRef("INBOX", 7, 2),
+                      MarkUnverified("alice@example.net", "dmarc=fail"))  # fmt: skip
+    with store.transaction():
+        store.forget_address("alice@example.net", T0)
+    assert store.unverified_senders(other, ["alice@example.net"]) == frozenset()
+
+
+def test_a_large_message_is_stored_whole_and_its_hash_read_without_its_bytes(store: StoreContract) -> None:
+    raw = bytes(range(256)) * (5 * 1024 * 1024 // 256 + 3)  # over the piece the SQLite store writes at a time
+    msg = message(raw=raw, content_hash="big")
+    with store.transaction():
+        applied = store.apply(Decision(None, "help", (OpenCase("help", msg.subject, ALICE),
+                              FileMessage(MessageKind.REQUEST))), msg, REF, compose, T0)  # fmt: skip
+    assert applied.case_id is not None and applied.message_row is not None
+    assert store.message_raw(applied.message_row) == raw
+    assert store.message_hash(applied.message_row) == "big"
+    assert store.message_hash(request_of=applied.case_id) == "big"
+    assert store.message_hash(applied.message_row + 1) is None
