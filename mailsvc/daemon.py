@@ -122,7 +122,7 @@ def run_once(config: Config) -> int:
     # Its own connection, as the daemon's sender has: each mail's record is a commit of its own, and
     # may lag a power loss without losing mail (a resend at worst), so it is not synced to disk.
     sender_store = open_store(config)
-    sender_store.db.execute("PRAGMA synchronous = NORMAL")
+    sender_store.relax_durability()
     sender = Sender(config.smtp, provider_for(config, "smtp"), sender_store)
 
     async def drain() -> int:
