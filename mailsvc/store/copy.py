@@ -23,6 +23,7 @@ from mailsvc.store.postgres import PostgresStore
 TABLES = (
     "cases", "messages", "attachments", "case_message_ids", "outbox", "mailboxes", "case_events", "case_ccs",
     "timers", "bouncing", "automatic_mail", "ingest_attempts", "digests", "sender_rules", "erasures",
+    "unverified_senders",
 )  # fmt: skip
 _CASE_LINKS = ("merged_into", "parent_case")
 # The order rows are compared in (tables without an id column: their keys).
@@ -35,6 +36,7 @@ _ORDER = {
     "ingest_attempts": "mailbox, uidvalidity, uid",
     "digests": "every, period_end",
     "sender_rules": "queue, pattern",
+    "unverified_senders": "case_id, address",
 }
 
 Progress = Callable[[str, int, int], None]

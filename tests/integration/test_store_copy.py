@@ -74,6 +74,13 @@ def test_copy_moves_every_table_and_verifies_it(filled: Path, request: pytest.Fi
     target.close()
 
 
+def test_every_table_of_the_sqlite_store_is_copied(filled: Path) -> None:
+    source = Store.open(load_config(filled).store.path)  # type: ignore[arg-type]
+    names = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    assert {name for (name,) in source.db.execute(names)} == set(TABLES)
+    source.close()
+
+
 def test_copy_refuses_a_target_that_holds_data(filled: Path, request: pytest.FixtureRequest,
                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     url = new_store_url(request)
