@@ -30,8 +30,10 @@ from bench.drain import run_drain
 from bench.env import Bench
 from bench.ingest import profile_once, profile_top, run_ingest, run_scale
 from bench.latency import run_latency, run_soak
+from bench.postgres import run_pg_ingest, run_pg_scale
 from bench.report import Row, table, write_json
 from bench.score import Correctness
+from mailsvc.testing.postgres import PrivatePostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -49,11 +51,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-scale", action="store_true", help="leave out the 1k vs 100k cases comparison")
     p.add_argument(
         "--only",
-        default="ingest,latency,scale,drain",
-        help="comma-separated phases: ingest,latency,scale,drain,soak (default: all but soak)",
+        default="ingest,latency,scale,drain,postgres",
+        help="comma-separated phases: ingest,latency,scale,drain,postgres,soak (default: all but soak)",
     )
     p.add_argument("--scale-cases", default="1000,100000", help="existing cases to compare (default 1000,100000)")
     p.add_argument("--scale-repeats", type=int, default=2, help="runs per store size, best counts (default 2)")
+    p.add_argument("--pg-scale-cases", help="existing cases to compare on PostgreSQL (default: --scale-cases)")
     p.add_argument("--drain-count", type=int, default=5_000, help="queued mails in the drain run (default 5000)")
     p.add_argument("--soak", type=float, nargs="?", const=30.0, metavar="MINUTES",
                    help="also run the memory soak (default 30 minutes at --soak-rate)")  # fmt: skip
@@ -119,6 +122,21 @@ def build_rows(r: dict[str, Any], c: Correctness) -> list[Row]:
         rows.append(Row(f"ms per message, {large:,} vs {small:,} cases", r["scale_ms_per_msg_100k"],
                         r["scale_ms_per_msg_1k"], f"{small:,}", "ratio <= 1.2",
                         r["scale_cost_ratio_100k_vs_1k"] <= 1.2, "{:.2f}"))  # fmt: skip
+    pg_runs = (("once", "PostgreSQL, once"), ("1", "PostgreSQL, 1 instance"), ("3", "PostgreSQL, 3 instances"))
+    for label, name in pg_runs:
+        key = f"pg_ingest_{label}_msgs_per_s"
+        if key in r and "ingest_msgs_per_s" in r:
+            rows.append(Row(f"ingest {name}, msg/s (N={r['n']})", r[key], r["ingest_msgs_per_s"], "SQLite once"))
+        elif key in r:
+            rows.append(Row(f"ingest {name}, msg/s (N={r['n']})", r[key]))
+    if "pg_ingest_3_msgs_per_s" in r:
+        rows.append(Row("PostgreSQL, 3 instances vs 1, msg/s", r["pg_ingest_3_msgs_per_s"], r["pg_ingest_1_msgs_per_s"],
+                        "1 instance", fmt="{:.1f}"))  # fmt: skip
+    if "pg_scale_cost_ratio" in r:
+        small, large = r["pg_scale_cases"]
+        rows.append(Row(f"PostgreSQL ms per message, {large:,} vs {small:,} cases", r["pg_scale_ms_per_msg_large"],
+                        r["pg_scale_ms_per_msg_small"], f"{small:,}", "ratio <= 1.2", r["pg_scale_cost_ratio"] <= 1.2,
+                        "{:.2f}"))  # fmt: skip
     if "store_bytes_per_1k_msgs" in r:
         rows.append(Row("store on disk per 1,000 msgs, MB", r["store_bytes_per_1k_msgs"] / 1e6,
                         r["corpus_bytes_per_1k_msgs"] / 1e6, "raw mail", fmt="{:.2f}"))  # fmt: skip
@@ -198,6 +216,19 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Corre
         if "drain" in phases:
             _step(f"drain: {args.drain_count} queued mails, Sender vs a bare aiosmtplib loop")
             r.update(run_drain(bench, args.drain_count))
+        if "postgres" in phases:
+            with PrivatePostgres.in_temp_dir() as pg:
+                _step(f"postgres: the ingest corpus ({args.n}) by `mailsvc once`, then 1 and 3 `mailsvc run` instances")
+                pg_ingest, c_pg = run_pg_ingest(bench, pg, args.n, args.seed)
+                r.update(pg_ingest)
+                total += c_pg
+                if not args.skip_scale:
+                    small, large = (int(x) for x in (args.pg_scale_cases or args.scale_cases).split(","))
+                    _step(f"postgres scale: 1000 new messages into stores of {small} and {large} cases")
+                    repeats = args.scale_repeats
+                    pg_scale, c_pg_scale = run_pg_scale(bench, pg, args.seed, (small, large), repeats=repeats)
+                    r.update(pg_scale)
+                    total += c_pg_scale
         if args.soak or "soak" in phases:
             minutes = args.soak or 30.0
             _step(f"soak: {minutes:g} minutes at {args.soak_rate:g} msg/s")

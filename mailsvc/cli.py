@@ -19,6 +19,7 @@ from mailsvc.cli_import import add_import_command
 from mailsvc.cli_outbox import add_outbox_commands
 from mailsvc.cli_retention import add_retention_commands
 from mailsvc.cli_senders import add_senders_commands
+from mailsvc.cli_store import add_store_commands
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import load_service_config, run_forever, run_once
 from mailsvc.digest import Period
@@ -29,9 +30,9 @@ from mailsvc.log import configure
 from mailsvc.model import Case, CaseStatus
 from mailsvc.oauth.commands import cmd_oauth_login, cmd_oauth_status
 from mailsvc.parse import parse_message
-from mailsvc.report import build_report, case_facts, failed_mail, format_table, parse_since, period_start, to_json
+from mailsvc.report import build_report, format_table, parse_since, period_start, to_json
 from mailsvc.scrub import scrub
-from mailsvc.store import STORE_ERRORS, Store
+from mailsvc.store import STORE_ERRORS, open_store
 from mailsvc.templatecheck import (
     check_config_templates,
     checked_files,
@@ -73,7 +74,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_cases_list(args: argparse.Namespace) -> int:
-    store = Store.open(load_config(args.config).store.path)
+    store = open_store(load_config(args.config).store)
     junk = args.status == JUNK
     cases = store.list_cases(CaseStatus(args.status) if args.status and not junk else None, args.limit, junk=junk)
     if args.json:
@@ -105,7 +106,7 @@ def show(text: str = "") -> None:
 
 
 def cmd_cases_show(args: argparse.Namespace) -> int:
-    store = Store.open(load_config(args.config).store.path)
+    store = open_store(load_config(args.config).store)
     case = store.case_by_id(args.id)
     if case is None:
         print(f"no case {args.id}", file=sys.stderr)
@@ -119,27 +120,27 @@ def cmd_cases_show(args: argparse.Namespace) -> int:
     show(f"  opened {case.created_at:%Y-%m-%d %H:%M:%S}, updated {case.updated_at:%Y-%m-%d %H:%M:%S} (UTC)")
     show("\nMessages:")
     for m in store.case_messages(case.id):
-        show(f"  #{m['id']} {_when(m['received_at'])} {m['kind']} from {m['from_addr']} ({m['size']} bytes)")
-        show(f"     Message-ID: {m['message_id'] or '-'}")
-        for a in store.message_attachments(m["id"]):
-            show(f"     attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
-        for line in (m["body_text"] or "").strip().splitlines()[: args.lines]:
+        show(f"  #{m.id} {_when(m.received_at)} {m.kind} from {m.from_addr} ({m.size} bytes)")
+        show(f"     Message-ID: {m.message_id or '-'}")
+        for a in store.message_attachments(m.id):
+            show(f"     attachment: {a.filename} ({a.content_type}, {a.size} bytes)")
+        for line in m.body_text.strip().splitlines()[: args.lines]:
             show(f"     | {line}")
     show("\nOutgoing mail:")
     for o in store.case_outbox(case.id):
-        error = f", last error: {o['last_error']}" if o["last_error"] else ""
+        error = f", last error: {o.last_error}" if o.last_error else ""
         show(
-            f"  #{o['id']} {o['purpose']} to {o['rcpt_to'].replace(chr(10), ', ')}: {o['state']} "
-            f"after {o['attempts']} attempt(s), queued {_when(o['created_at'])}, sent {_when(o['sent_at'])}{error}"
+            f"  #{o.id} {o.purpose} to {', '.join(o.rcpt_to)}: {o.state.value} "
+            f"after {o.attempts} attempt(s), queued {_when(o.created_at)}, sent {_when(o.sent_at)}{error}"
         )
-        show(f"     Message-ID: {o['message_id']}")
+        show(f"     Message-ID: {o.message_id}")
     show("\nTimers:")
     for t in store.case_timers(case.id):
-        ended = f", {t['state']} {_when(t['done_at'])}" if t["done_at"] is not None else f", {t['state']}"
-        show(f"  {t['kind']} due {_when(t['due_at'])}{ended}")
+        ended = f", {t.state.value} {_when(t.done_at)}" if t.done_at is not None else f", {t.state.value}"
+        show(f"  {t.kind.value} due {_when(t.due_at)}{ended}")
     show("\nHistory:")
     for e in store.case_events(case.id):
-        show(f"  {_when(e['at'])} {e['event']} {e['detail']}")
+        show(f"  {_when(e.at)} {e.event} {e.detail}")
     return 0
 
 
@@ -165,10 +166,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{args.html}: {digest.current.total.cases} cases opened {since:%Y-%m-%d %H:%M} .. {now:%Y-%m-%d %H:%M} UTC"
         )
         return 0
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     try:
-        cases = [case_facts(dict(row)) for row in store.report_cases(since.timestamp())]
-        failed = [failed_mail(dict(row)) for row in store.report_failed_mail(since.timestamp())]
+        cases = store.report_cases(since.timestamp())
+        failed = store.report_failed_mail(since.timestamp())
     finally:
         store.close()
     report = build_report(cases, failed, now=now, since=since, queue=args.queue, queues=list(config.queues))
@@ -189,7 +190,7 @@ def cmd_templates_check(args: argparse.Namespace) -> int:
 
 def cmd_templates_preview(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     try:
         case = store.case_by_id(args.case)
         raw = store.case_latest_raw(case.id) if case is not None else None
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_senders_commands(commands, with_config)
     add_retention_commands(commands, with_config)
     add_import_command(commands, with_config)
+    add_store_commands(commands, with_config)
 
     report = with_config(commands.add_parser("report", help="service figures: response times, SLA, satisfaction"))
     report.add_argument("--since", metavar="YYYY-MM-DD", help="cases created from this day on, UTC (default: 30 days)")

@@ -17,7 +17,7 @@ from pathlib import Path
 from mailsvc.config import load_config
 from mailsvc.ingest import Outcome, Pipeline
 from mailsvc.log import configure, get_logger
-from mailsvc.store import Store
+from mailsvc.store import open_store
 
 BATCH = 200
 
@@ -86,7 +86,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             filled = width * done // total if total else width
             print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
 
-    store = Store.open(config.store.path, config.store.busy_timeout)
+    store = open_store(config.store)
     try:
         summary = import_archive(Pipeline(config, store), messages, queue, progress)
     finally:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from mailsvc.config import load_config
 from mailsvc.model import OutboxState
 from mailsvc.report import parse_since
-from mailsvc.store import OutboxEntry, Store
+from mailsvc.store import OutboxEntry, open_store
 from mailsvc.trust import redact_tokens
 
 
@@ -35,7 +35,7 @@ def _as_json(e: OutboxEntry) -> dict[str, object]:
 
 def cmd_outbox_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store.open(config.store.path, config.store.busy_timeout)
+    store = open_store(config.store)
     try:
         state = OutboxState(args.state) if args.state else None
         entries = store.list_outbox(state, args.case, limit=args.limit)
@@ -67,7 +67,7 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
         print(f"mailsvc outbox retry: --since: {exc}", file=sys.stderr)
         return 2
     config = load_config(args.config)
-    store = Store.open(config.store.path, config.store.busy_timeout)
+    store = open_store(config.store)
     try:
         with store.transaction():
             ids = store.failed_mail_ids(since) if args.failed else list(args.ids)

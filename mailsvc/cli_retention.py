@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from mailsvc.config import load_config
 from mailsvc.log import configure, get_logger
 from mailsvc.retention import purge
-from mailsvc.store import Store
+from mailsvc.store import open_store
 from mailsvc.store.retention import Erased
 
 
@@ -28,7 +28,7 @@ def _line(what: str, e: Erased) -> str:
 def cmd_purge(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure(config.log.format, config.log.level)
-    store = Store.open(config.store.path, config.store.busy_timeout)
+    store = open_store(config.store)
     try:
         done = purge(config, store, datetime.now(UTC), dry_run=args.dry_run)
     finally:
@@ -49,7 +49,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if "@" not in address:
         print(f"mailsvc forget: {address!r} is not a mail address", flush=True)
         return 2
-    store = Store.open(config.store.path, config.store.busy_timeout)
+    store = open_store(config.store)
     try:
         with store.transaction():
             erased = store.forget_address(address, datetime.now(UTC), dry_run=args.dry_run)

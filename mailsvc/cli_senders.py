@@ -9,12 +9,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from mailsvc.config import load_config
-from mailsvc.store import Store
+from mailsvc.store import open_store
 
 
 def cmd_senders_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store.open(config.store.path, config.store.busy_timeout)
+    store = open_store(config.store)
     try:
         stored = store.sender_rules()
     finally:
@@ -41,7 +41,7 @@ def cmd_senders_list(args: argparse.Namespace) -> int:
 
 def cmd_senders_remove(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store.open(config.store.path, config.store.busy_timeout)
+    store = open_store(config.store)
     try:
         with store.transaction():
             removed = store.remove_sender_rule(args.queue, args.pattern)

@@ -491,9 +491,45 @@ class TrustConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    path: Path
+    """SQLite (`path`, the embedded default) or PostgreSQL (`url`, for several instances): exactly one."""
+
+    path: Path | None = None
     # Seconds a write waits for another process's transaction before the store counts as unavailable.
     busy_timeout: float = Field(default=30.0, gt=0, le=600)
+    # postgresql://user@host:port/dbname, without the password: that comes from one of the three below.
+    url: str | None = None
+    password: SecretStr | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    # Seconds after which another instance takes over a dead one's mailbox, outgoing mail and timers.
+    failover: float = Field(default=30.0, ge=1, le=3600)
+    # Connections each process keeps to PostgreSQL at most (one per component and thread at a time).
+    pool_size: int = Field(default=8, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> StoreConfig:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give path (SQLite) or url (PostgreSQL), one of them")
+        given = _one_source(self, ("password", "password_env", "password_file"))
+        if self.url is None:
+            if given:
+                raise ValueError(f"{given[0]} belongs to a PostgreSQL url; path needs none")
+            return self
+        scheme, sep, rest = self.url.partition("://")
+        if scheme not in ("postgresql", "postgres") or not sep or not rest.split("/", 1)[0]:
+            raise ValueError("url must look like postgresql://user@host:port/dbname")
+        if ":" in rest.split("@", 1)[0] and "@" in rest:
+            raise ValueError("url must not hold the password: give password_file or password_env")
+        return self
+
+    def secret(self) -> str:
+        """The database password, read now (empty when none is configured)."""
+        return _read_secret(self.password, self.password_env, self.password_file)
+
+    @property
+    def where(self) -> str:
+        """The store for people and logs: the file, or the URL (which never holds the password)."""
+        return str(self.path) if self.path is not None else str(self.url)
 
 
 class AutoMailConfig(_Strict):
@@ -697,6 +733,8 @@ def _check_secrets(config: Config) -> list[tuple[str, str]]:
             problems += _source_problems(
                 f"{name}.oauth2", "client_secret_env", o.client_secret_env, "client_secret_file", o.client_secret_file
             )
+    store = config.store
+    problems += _source_problems("store", "password_env", store.password_env, "password_file", store.password_file)
     trust = config.trust
     found = _source_problems("trust", "token_key_env", trust.token_key_env, "token_key_file", trust.token_key_file)
     if not found and (trust.token_key_env or trust.token_key_file) and len(trust.key()) < 16:

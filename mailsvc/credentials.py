@@ -7,6 +7,7 @@ is refreshed ahead of expiry and once more after the server refused it (`renew=T
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +88,11 @@ def token_path(config: Config, server: Server) -> Path:
     user = server.user or ""
     tag = hashlib.sha256(f"{oauth2.provider}\0{oauth2.tenant}\0{oauth2.client_id}\0{user}".encode()).hexdigest()
     stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", user)[:64]
-    return config.store.path.parent / "oauth" / f"{stem}-{tag[:10]}.json"
+    # Beside the SQLite store; with PostgreSQL, in the service's state directory (StateDirectory=).
+    base = (
+        config.store.path.parent if config.store.path else Path(os.environ.get("STATE_DIRECTORY", "/var/lib/mailsvc"))
+    )
+    return base / "oauth" / f"{stem}-{tag[:10]}.json"
 
 
 def keeper_for(config: Config, account: str, on_failure: Callable[..., bool] | None = None) -> TokenKeeper:

@@ -27,6 +27,7 @@ from mailsvc.credentials import mailbox_credentials, provider_for
 from mailsvc.errors import ConfigError, MailsvcError, OAuthError
 from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
+from mailsvc.instances import lease_for, listen
 from mailsvc.log import get_logger
 from mailsvc.metrics import serve_metrics
 from mailsvc.scheduler import Scheduler
@@ -35,6 +36,7 @@ from mailsvc.smtp import Sender
 from mailsvc.status import ServiceStatus, StoreFaults
 from mailsvc.statusline import status_line
 from mailsvc.store import STORE_ERRORS, Store, store_path_problem
+from mailsvc.store import open_store as open_configured_store
 from mailsvc.store.figures import last_mail_at, store_gauges
 from mailsvc.templatecheck import check_config_templates
 
@@ -76,7 +78,7 @@ def load_service_config(path: Path) -> Config:
     """The configuration, every queue's templates and the store's path, checked: what start-up and reload accept."""
     config = load_config(path)
     problems = [(f"{p.file}:{p.line or '?'}", p.message) for p in check_config_templates(config)]
-    store_problem = store_path_problem(config.store.path)
+    store_problem = store_path_problem(config.store.path) if config.store.path is not None else None
     if store_problem is not None:
         problems.append(("store.path", store_problem))
     if problems:
@@ -85,7 +87,7 @@ def load_service_config(path: Path) -> Config:
 
 
 def open_store(config: Config) -> Store:
-    return Store.open(config.store.path, config.store.busy_timeout)
+    return open_configured_store(config.store)
 
 
 def open_source(spec: MailboxSpec, config: Config, notify: Callable[[], None] | None = None) -> ImapSource:
@@ -120,7 +122,7 @@ def run_once(config: Config) -> int:
     # Its own connection, as the daemon's sender has: each mail's record is a commit of its own, and
     # may lag a power loss without losing mail (a resend at worst), so it is not synced to disk.
     sender_store = open_store(config)
-    sender_store.db.execute("PRAGMA synchronous = NORMAL")
+    sender_store.relax_durability()
     sender = Sender(config.smtp, provider_for(config, "smtp"), sender_store)
 
     async def drain() -> int:
@@ -168,7 +170,9 @@ def watch_mailbox(
     backoff = Backoff(spec.imap.retry_base, spec.imap.retry_cap)
     store: Store | None = None
     pipeline: Pipeline | None = None
-    while not stop.is_set():
+    # With PostgreSQL, only the instance holding the mailbox's lease watches it; `lost` ends its IDLE at once.
+    lease = lease_for(config.store, spec.key, stop)
+    while lease.acquire(stop):
         source = open_source(spec, config, committed)
         try:
             if store is None or pipeline is None:
@@ -180,7 +184,7 @@ def watch_mailbox(
             status.clear(f"imap {spec.key}")
             ready.connected(source.mailbox)
             metrics.imap_connected(source.mailbox, idle="IDLE" in source.capabilities and spec.imap.idle)
-            while not stop.is_set():
+            while not lease.lost.is_set():
                 result = ingest_pass(source, pipeline, committed)
                 faults.recovered()
                 # Only a whole pass proves the server works: one that takes logins and fails
@@ -193,7 +197,7 @@ def watch_mailbox(
                     # Mail that arrived during this pass may have been announced in a
                     # SEARCH or MOVE response, which IDLE will not repeat: look again first.
                     continue
-                source.wait_for_mail(stop)
+                source.wait_for_mail(lease.lost)
         except STORE_ERRORS as exc:
             stop.wait(faults.failed(exc))
         except IMAP_ERRORS as exc:
@@ -208,6 +212,7 @@ def watch_mailbox(
             stop.wait(delay)
         finally:
             source.close()
+    lease.release()
     metrics.imap_disconnected(spec.key)
     if store is not None:
         store.close()
@@ -259,8 +264,7 @@ async def run_sender(
     else:
         return
     try:
-        # The sender's updates may lag a power loss without losing mail (a resend at worst).
-        store.db.execute("PRAGMA synchronous = NORMAL")
+        store.relax_durability()
         sender = Sender(config.smtp, provider_for(config, "smtp", notify), store, status=status)
         await sender.run(wake, stop)
     finally:
@@ -298,6 +302,10 @@ class Generation:
             self.tasks.add(asyncio.create_task(thread, name=f"imap {spec.key}"))
         thread = asyncio.to_thread(watch_timers, config, self.stop_threads, self.timer_wake, wake_sender, self.status)
         self.tasks.add(asyncio.create_task(thread, name="scheduler"))
+        if config.store.url is not None:
+            # Other instances' new mail and timers wake this one's sender and scheduler.
+            thread = asyncio.to_thread(listen, config.store, self.stop_threads, wake_sender, self.timer_wake.set)
+            self.tasks.add(asyncio.create_task(thread, name="listener"))
 
     @property
     def healthy(self) -> bool:
@@ -345,7 +353,7 @@ async def serve(config: Config, reload: Callable[[], Config] | None = None) -> i
     loop.add_signal_handler(signal.SIGHUP, reloading.set)
 
     ready = _Ready(ServiceStatus(lambda line: sd_notify("STATUS=" + line)))
-    exporter = serve_metrics(config.metrics.listen if config.metrics else None, config.store.path)
+    exporter = serve_metrics(config.metrics.listen if config.metrics else None, config.store)
     current = Generation(config, ready)
     current.start()
     log.info("daemon_started", pid=os.getpid(), queues=list(config.queues), folders=[m.key for m in config.mailboxes()])
@@ -435,7 +443,7 @@ def _can_run(config: Config) -> bool:
     try:
         open_store(config).close()
     except STORE_ERRORS as exc:
-        log.error("config_reload_refused", problems=[scrub(f"store.path: {exc}")])
+        log.error("config_reload_refused", problems=[scrub(f"store.{'path' if config.store.path else 'url'}: {exc}")])
         return False
     return True
 

@@ -27,8 +27,7 @@ from mailsvc.digest import (
 from mailsvc.errors import TemplateError
 from mailsvc.log import get_logger
 from mailsvc.render import Templates
-from mailsvc.report import case_facts, failed_mail
-from mailsvc.store import Store
+from mailsvc.store import StoreContract, open_store
 from mailsvc.store.figures import claim_digest, digest_sent, rated_messages, record_digest_mail, waiting_cases
 from mailsvc.templatefiles import load_templates
 
@@ -39,12 +38,12 @@ def digest_templates(config: Config) -> Templates:
 
 
 def load_digest(
-    store: Store, config: Config, period: Period, now: datetime, *, every: str, queue: str | None = None
+    store: StoreContract, config: Config, period: Period, now: datetime, *, every: str, queue: str | None = None
 ) -> Digest:
     """The digest of `period` (and the one before it) from what the store holds now."""
     before = period.start - (period.end - period.start)
-    cases = [case_facts(dict(r)) for r in store.report_cases(before.timestamp())]
-    failed = [failed_mail(dict(r)) for r in store.report_failed_mail(before.timestamp())]
+    cases = store.report_cases(before.timestamp())
+    failed = store.report_failed_mail(before.timestamp())
     waiting = [WaitingCase(*row) for row in waiting_cases(store)]
     rated = [RatedMessage(*row) for row in rated_messages(store, period.start.timestamp(), period.end.timestamp())]
     timezone = config.report.timezone if config.report else "UTC"
@@ -57,7 +56,7 @@ def load_digest(
 class DigestJob:
     """Runs in the scheduler's thread, on its store."""
 
-    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(self, config: Config, store: StoreContract, clock: Callable[[], datetime]) -> None:
         self.config = config
         self.report: ReportConfig | None = config.report
         self.store = store
@@ -104,7 +103,7 @@ class DigestJob:
 
 def write_html_report(config: Config, path: Path, period: Period, now: datetime, queue: str | None) -> Digest:
     """`mailsvc report --html FILE`: the digest's page for `period`, written to `path`."""
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     try:
         digest = load_digest(store, config, period, now, every="report", queue=queue)
     finally:

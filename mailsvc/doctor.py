@@ -29,7 +29,7 @@ from imapclient.exceptions import IMAPClientError
 
 from mailsvc.config import Config, ImapConfig, SmtpConfig, TlsMode, load_config
 from mailsvc.credentials import CredentialProvider, OAuth2Provider, PasswordProvider, accounts, keeper_for
-from mailsvc.errors import ConfigError, CredentialError, OAuthError
+from mailsvc.errors import ConfigError, CredentialError, OAuthError, StoreUnavailable
 from mailsvc.imap import login as imap_login
 from mailsvc.log import configure
 from mailsvc.oauth.providers import endpoints_of
@@ -305,7 +305,10 @@ def check_smtp(doctor: Doctor, config: Config) -> None:
 
 
 def check_store(config: Config) -> str:
+    if config.store.url is not None:
+        return check_pg_store(config)
     path = config.store.path
+    assert path is not None
     if not path.exists():
         if not path.parent.exists():
             raise CheckFailed(f"{path.parent} does not exist", "create it, writable by the service's user")
@@ -325,6 +328,26 @@ def check_store(config: Config) -> str:
     if version < latest:
         return f"{path} opens; schema version {version}, brought to {latest} at the next start"
     return f"{path} opens; schema version {version} is current"
+
+
+def check_pg_store(config: Config) -> str:
+    """Connects and reads the schema version; changes nothing (the daemon migrates at its start)."""
+    from mailsvc.store.postgres import latest_pg_version, pg_schema_version  # noqa: PLC0415
+
+    url = config.store.url
+    assert url is not None
+    try:
+        version = pg_schema_version(url, config.store.secret())
+    except StoreUnavailable as exc:
+        raise CheckFailed(
+            f"{url}: {exc}", "check that the database server is reachable, the user and password"
+        ) from None
+    latest = latest_pg_version()
+    if version > latest:
+        raise CheckFailed(f"schema version {version} is newer than this mailsvc ({latest})", "upgrade mailsvc")
+    if version < latest:
+        return f"{url} answers; schema version {version}, brought to {latest} at the next start"
+    return f"{url} answers; schema version {version} is current"
 
 
 def check_templates(config: Config) -> str:

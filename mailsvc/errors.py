@@ -27,6 +27,11 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached now (cannot be opened, locked, disk full): retried, not fatal."""
 
 
+class StoreConflict(StoreError):
+    """What the store is asked to record is there already (the same message stored by another process):
+    the transaction is rolled back and the message counts as a duplicate."""
+
+
 class TransientError(MailsvcError):
     """A failure worth retrying later (network, 4xx)."""
 

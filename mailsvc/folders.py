@@ -17,7 +17,7 @@ from typing import Protocol
 
 from mailsvc.imap import ImapSource
 from mailsvc.log import get_logger
-from mailsvc.store import Store
+from mailsvc.store import StoreContract
 
 
 class Moved(Protocol):
@@ -32,7 +32,7 @@ class OldMail:
     skip: frozenset[int] = frozenset()
 
 
-def first_position(source: ImapSource, store: Store, uids: Sequence[int], now: datetime) -> None:
+def first_position(source: ImapSource, store: StoreContract, uids: Sequence[int], now: datetime) -> None:
     """Record where the backlog ends, once, before anything in the folder is processed."""
     if store.backlog(source.mailbox) is not None:
         return
@@ -47,7 +47,7 @@ def first_position(source: ImapSource, store: Store, uids: Sequence[int], now: d
     )  # fmt: skip
 
 
-def old_mail(source: ImapSource, store: Store, uids: Sequence[int]) -> OldMail:
+def old_mail(source: ImapSource, store: StoreContract, uids: Sequence[int]) -> OldMail:
     """Which of `uids` (not yet processed) are the folder's backlog, by imap.backlog."""
     mark = store.backlog(source.mailbox)
     if mark is None or mark.uidvalidity != source.uidvalidity or not mark.before or source.cfg.backlog == "answer":
@@ -70,7 +70,7 @@ def put_away(source: ImapSource, uids: list[int], result: Moved) -> None:
         source.mark_done(uids)
 
 
-def move_junk_cases(source: ImapSource, store: Store) -> int:
+def move_junk_cases(source: ImapSource, store: StoreContract) -> int:
     """Server copies of cases staff marked #spam go to the junk folder, from wherever processed mail
     stays (imap.processed_folder, or the watched folder when that is null). Returns how many moved."""
     pending = store.pending_junk_moves(source.mailbox)

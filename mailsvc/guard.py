@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mailsvc.model import Action, QueueMail, Suppress
+from mailsvc.model import AUTOMATIC_PURPOSES, Action, QueueMail, Suppress
 
-AUTOMATIC_PURPOSES = frozenset({"ack", "reminder", "auto_resolved", "refused"})
+__all__ = ["AUTOMATIC_PURPOSES", "MailFacts", "automatic_recipients", "guard_automatic"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class MailFacts:
 
 
 def automatic_recipients(actions: Iterable[Action]) -> set[str]:
-    return {a.key for x in actions if isinstance(x, QueueMail) and x.purpose in AUTOMATIC_PURPOSES for a in x.to}
+    return {a.key for x in actions if isinstance(x, QueueMail) and x.automatic for a in x.to}
 
 
 def guard_automatic(actions: Iterable[Action], facts: MailFacts, max_per_hour: int) -> tuple[Action, ...]:
@@ -37,7 +37,7 @@ def guard_automatic(actions: Iterable[Action], facts: MailFacts, max_per_hour: i
     sent = dict(facts.recent or {})
     out: list[Action] = []
     for action in actions:
-        if not (isinstance(action, QueueMail) and action.purpose in AUTOMATIC_PURPOSES):
+        if not (isinstance(action, QueueMail) and action.automatic):
             out.append(action)
             continue
         keep = []

@@ -21,6 +21,7 @@ from mailsvc import crashpoint, folders, metrics
 from mailsvc.classify import ClassifyContext, classify_mail
 from mailsvc.config import Config, QueueConfig
 from mailsvc.decide import QueuePolicy, decide, silence
+from mailsvc.errors import StoreConflict
 from mailsvc.expect import TeamFigures
 from mailsvc.guard import MailFacts, automatic_recipients, guard_automatic
 from mailsvc.imap import ImapSource
@@ -46,7 +47,7 @@ from mailsvc.model import (
 from mailsvc.outgoing import BuildResult, MailBuilder
 from mailsvc.parse import ParseLimits, content_hash, parse_message
 from mailsvc.screening import Screening
-from mailsvc.store import STORE_ERRORS, Applied, Store
+from mailsvc.store import STORE_ERRORS, Applied, StoreContract
 from mailsvc.store.figures import first_responses
 from mailsvc.thread import compile_tag, find_case, route_queue
 from mailsvc.timers import TimerPolicy, plan_timers
@@ -97,7 +98,7 @@ class PassResult:
 
 
 class Pipeline:
-    def __init__(self, config: Config, store: Store, clock: Clock = utc_now) -> None:
+    def __init__(self, config: Config, store: StoreContract, clock: Clock = utc_now) -> None:
         self.config = config
         self.store = store
         self.clock = clock
@@ -218,6 +219,10 @@ class Pipeline:
                     actions = silence(actions, f"filed as history: {history}")
                 decision = Decision(decision.case_id, decision.queue, actions)
                 applied = self.store.apply(decision, msg, ref, self.compose, now)
+        except StoreConflict:
+            # Stored by another process between is_duplicate and apply (the same mail in two mailboxes).
+            log.info("message_duplicate", stored_by="another process")
+            return Outcome.DUPLICATE, None
         except STORE_ERRORS:
             raise  # the store's state, not the message's: the batch is rolled back and tried again
         except Exception as exc:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import aiosmtplib
@@ -30,9 +29,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from mailsvc.config import StoreConfig
 from mailsvc.errors import StoreError
 from mailsvc.log import get_logger
-from mailsvc.store import Applied, Store
+from mailsvc.store import Applied, StoreContract, open_store
 from mailsvc.store.figures import store_gauges
 
 log = get_logger(component="metrics")
@@ -209,16 +209,16 @@ def observe_arrivals(arrivals: Callable[[Sequence[int]], Mapping[int, datetime]]
 class StoreCollector(Collector):
     """Gauges read from the store when scraped; a failed read leaves them out and is logged."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
         self._lock = threading.Lock()
-        self._store: Store | None = None
+        self._store: StoreContract | None = None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
             try:
                 if self._store is None:
-                    self._store = Store.open(self.path)
+                    self._store = open_store(self.config)
                 gauges = store_gauges(self._store, time.time())
             except (sqlite3.Error, StoreError) as exc:
                 STORE_ERRORS.labels("metrics").inc()
@@ -271,12 +271,12 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve_metrics(listen: str | None, store_path: Path) -> MetricsServer | None:
+def serve_metrics(listen: str | None, store: StoreConfig) -> MetricsServer | None:
     """Start the listener when `listen` is set; a listener that cannot start is logged and the daemon goes on."""
     if not listen:
         return None
     host, port = split_listen(listen)
-    collector = StoreCollector(store_path)
+    collector = StoreCollector(store)
     try:
         httpd, _ = start_http_server(port, addr=host, registry=REGISTRY)
     except OSError as exc:

@@ -234,6 +234,19 @@ class QueueMail:
     text: str = ""
     attach: bool = False
 
+    @property
+    def automatic(self) -> bool:
+        """Mail no person wrote: rate-limited per recipient and never sent to a bouncing address."""
+        return self.purpose in AUTOMATIC_PURPOSES
+
+    @property
+    def first_response(self) -> bool:
+        """A staff answer relayed to the requester: the case's first one sets its first-response time."""
+        return self.purpose == "relay"
+
+
+# Mail no person wrote (the guard holds it back; the store counts it per recipient).
+AUTOMATIC_PURPOSES = frozenset({"ack", "reminder", "auto_resolved", "refused"})
 
 # Mail to the team: it carries the token Reply-To and the marker; mail to the requester does not.
 STAFF_PURPOSES = frozenset(

@@ -20,8 +20,8 @@ from mailsvc.log import get_logger
 from mailsvc.model import STAFF_PURPOSES, Case, InboundMessage, MailDraft, QueueMail, QueueMap
 from mailsvc.parse import ParseLimits, parse_message
 from mailsvc.render import ThreadIds, compose, recipient_groups
-from mailsvc.store import Store
-from mailsvc.store.drafts import PendingDraft
+from mailsvc.store import StoreContract
+from mailsvc.store.contract import PendingDraft
 from mailsvc.templatecheck import queue_templates, queue_view
 from mailsvc.trust import reply_address
 
@@ -36,7 +36,7 @@ class MailBuilder:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: StoreContract,
         clock: Callable[[], datetime],
         limits: ParseLimits,
         team: TeamFigures | None = None,

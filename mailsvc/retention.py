@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 
 from mailsvc.config import Config
 from mailsvc.log import get_logger
-from mailsvc.store import Store
+from mailsvc.store import StoreContract
 from mailsvc.store.retention import Erased
 
 RUN_EVERY = timedelta(days=1)
 
 
-def purge(config: Config, store: Store, now: datetime, *, dry_run: bool = False) -> dict[str, Erased]:
+def purge(config: Config, store: StoreContract, now: datetime, *, dry_run: bool = False) -> dict[str, Erased]:
     """Each queue with a retention period: what was purged (or, dry, would be)."""
     log = get_logger(component="retention")
     done: dict[str, Erased] = {}
@@ -41,7 +41,7 @@ def purge(config: Config, store: Store, now: datetime, *, dry_run: bool = False)
 class RetentionJob:
     """Purges at the first tick, then once every RUN_EVERY (the time of the scheduler's clock)."""
 
-    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(self, config: Config, store: StoreContract, clock: Callable[[], datetime]) -> None:
         self.config = config
         self.store = store
         self.clock = clock

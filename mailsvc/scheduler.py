@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from mailsvc import crashpoint, metrics
 from mailsvc.decide import decide_send_failure
 from mailsvc.digest_job import DigestJob
+from mailsvc.errors import StoreConflict
 from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
 from mailsvc.parse import parse_message
 from mailsvc.retention import RetentionJob
 from mailsvc.store import STORE_ERRORS, Applied
+from mailsvc.store.contract import FailedOutgoing
 from mailsvc.timers import fire_timers
 
 
@@ -53,25 +55,27 @@ class Scheduler:
                         crashpoint.reached("timer_fired")
                 except STORE_ERRORS:
                     raise  # the store's state, not the timer's: the caller backs off and tries again
+                except StoreConflict:
+                    # Ended meanwhile by new mail on the case or by another instance: nothing left to do.
+                    self.log.info("timers_handled_elsewhere", case_id=case_id, timers=[t.kind.value for t in timers])
+                    continue
                 except Exception as exc:  # a bug or a broken template must not stop every other case's timers
                     self._give_up(case_id, timers, f"{type(exc).__name__}: {exc}")
                     continue
                 result.timers += len(timers)
                 result.mails += len(applied.outbox_ids)
-        for row in self.store.unnoticed_failures():
+        for failed in self.store.unnoticed_failures():
             try:
                 with self.store.transaction():
-                    outbox_ids = self._notice(
-                        row["id"], row["case_id"], row["purpose"], row["rcpt_to"], row["last_error"]
-                    )
+                    outbox_ids = self._notice(failed)
             except STORE_ERRORS:
                 raise
             except Exception as exc:
                 self.log.exception(
-                    "send_failure_notice_failed", outbox_id=row["id"], error=f"{type(exc).__name__}: {exc}"
+                    "send_failure_notice_failed", outbox_id=failed.id, error=f"{type(exc).__name__}: {exc}"
                 )
                 with self.store.transaction():
-                    self.store.mark_failure_noticed(row["id"])
+                    self.store.mark_failure_noticed(failed.id)
                 continue
             if outbox_ids is None:
                 continue  # no case to tell it on: logged, told to nobody
@@ -102,20 +106,18 @@ class Scheduler:
         actions = fire_timers(case, timers, p.timer_policies[case.queue], p.queues[case.queue].staff, now)
         return self._apply(case_id, case.queue, p.guard(actions, now, case_id), raw)
 
-    def _notice(
-        self, outbox_id: int, case_id: int | None, purpose: str, rcpt_to: str, error: str
-    ) -> tuple[int, ...] | None:
+    def _notice(self, failed: FailedOutgoing) -> tuple[int, ...] | None:
         """Tell the failure on its case: the outbox ids queued, or None when there is no case to tell it on."""
         p = self.pipeline
-        self.store.mark_failure_noticed(outbox_id)
-        case = self.store.case_by_id(case_id) if case_id is not None else None
+        self.store.mark_failure_noticed(failed.id)
+        case = self.store.case_by_id(failed.case_id) if failed.case_id is not None else None
         raw = self.store.case_request(case.id) if case else None
         if case is None or raw is None:
-            self.log.warning("send_failure_without_case", outbox_id=outbox_id, purpose=purpose)
+            self.log.warning("send_failure_without_case", outbox_id=failed.id, purpose=failed.purpose)
             return None
-        rcpt = rcpt_to.replace("\n", ", ")
-        actions = decide_send_failure(case, p.queues[case.queue], purpose, rcpt, error)
-        return self._apply(case.id, case.queue, actions, raw, failed_purpose=purpose).outbox_ids
+        rcpt = ", ".join(failed.rcpt_to)
+        actions = decide_send_failure(case, p.queues[case.queue], failed.purpose, rcpt, failed.last_error)
+        return self._apply(case.id, case.queue, actions, raw, failed_purpose=failed.purpose).outbox_ids
 
     def _apply(
         self, case_id: int, queue: str, actions: tuple[Action, ...], raw: bytes | None, **fields: object

@@ -31,7 +31,7 @@ from mailsvc.log import get_logger
 from mailsvc.model import OutboxState
 from mailsvc.scrub import scrub
 from mailsvc.status import ServiceStatus, StoreFaults
-from mailsvc.store import STORE_ERRORS, OutboxMail, Store
+from mailsvc.store import STORE_ERRORS, OutboxMail, StoreContract
 
 Clock = Callable[[], float]
 # The sender looks for mail put back by `mailsvc outbox retry` at least this often (seconds).
@@ -120,7 +120,7 @@ class Sender:
         self,
         cfg: SmtpConfig,
         credentials: CredentialProvider | str,
-        store: Store,
+        store: StoreContract,
         clock: Clock = time.time,
         status: ServiceStatus | None = None,
     ) -> None:

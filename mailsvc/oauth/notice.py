@@ -13,7 +13,7 @@ from mailsvc.errors import OAuthError, StoreError
 from mailsvc.log import get_logger
 from mailsvc.model import OutgoingMail
 from mailsvc.oauth.tokens import TokenSet
-from mailsvc.store import Store
+from mailsvc.store import open_store
 
 log = get_logger(component="oauth")
 
@@ -66,7 +66,7 @@ def staff_notice(
             log.warning("login_notice_skipped", account=account, reason="no staff to tell")
             return True
         try:
-            store = Store.open(config.store.path)
+            store = open_store(config.store)
             try:
                 with store.transaction():
                     store.enqueue(mail, None, None, datetime.now(UTC))

@@ -8,28 +8,25 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mailsvc.errors import StoreError, StoreUnavailable
-from mailsvc.guard import AUTOMATIC_PURPOSES
+from mailsvc.errors import StoreConflict, StoreError, StoreUnavailable
 from mailsvc.model import (
     Action,
     AddCc,
     Address,
     CancelTimers,
     Case,
-    CaseStatus,
     ClearAutomatic,
     ClearBouncing,
     Decision,
     EndTimer,
     FileMessage,
     InboundMessage,
-    MailDraft,
     MailRef,
     MarkBouncing,
     MergeInto,
@@ -49,19 +46,54 @@ from mailsvc.model import (
     TimerKind,
     TimerState,
 )
+from mailsvc.store.contract import (
+    Applied,
+    Compose,
+    FailedOutgoing,
+    OutboxEntry,
+    OutboxMail,
+    StoreContract,
+    TimerEntry,
+)
 from mailsvc.store.drafts import DraftQueries
+from mailsvc.store.figures import FigureQueries
 from mailsvc.store.migrate import latest_version, migrate
-from mailsvc.store.operations import OperationsQueries, OutboxEntry
+from mailsvc.store.operations import OperationsQueries
+from mailsvc.store.reads import CaseReadQueries, case_from_row
 from mailsvc.store.retention import RetentionQueries
 from mailsvc.store.senders import SenderQueries
+from mailsvc.store.sql import SqlConnection, SqlCursor
+
+if TYPE_CHECKING:
+    from mailsvc.config import StoreConfig
 
 # What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
 # I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.
-__all__ = ["STORE_ERRORS", "Applied", "OutboxEntry", "OutboxMail", "Store", "store_path_problem"]
+__all__ = [
+    "STORE_ERRORS",
+    "Applied",
+    "Compose",
+    "OutboxEntry",
+    "OutboxMail",
+    "Store",
+    "StoreContract",
+    "open_store",
+    "store_path_problem",
+]
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, StoreUnavailable)
 DEFAULT_BUSY_TIMEOUT = 30.0
 _BLOB_PIECE = 1024 * 1024
+
+
+def open_store(config: StoreConfig) -> Store:
+    """The store the configuration names: the SQLite file at `path`, or the PostgreSQL database at `url`."""
+    if config.url is not None:
+        from mailsvc.store.postgres import PostgresStore  # noqa: PLC0415 (psycopg only where it is used)
+
+        return PostgresStore.connect(config.url, config.secret(), lease=config.failover, pool_size=config.pool_size)
+    assert config.path is not None
+    return Store.open(config.path, config.busy_timeout)
 
 
 def store_path_problem(path: Path) -> str | None:
@@ -97,33 +129,6 @@ def store_path_problem(path: Path) -> str | None:
     return None
 
 
-# The draft of the mail a QueueMail action asks for, once the case exists (built after the commit).
-Compose = Callable[[QueueMail, Case, InboundMessage], Sequence[MailDraft]]
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What `apply` did: the row ids it wrote and the events to log."""
-
-    case_id: int | None
-    message_row: int | None
-    outbox_ids: tuple[int, ...]
-    events: tuple[tuple[str, dict[str, object]], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMail:
-    id: int
-    case_id: int | None
-    purpose: str
-    message_id: str
-    mail_from: str
-    rcpt_to: tuple[str, ...]
-    raw: bytes
-    attempts: int
-    created_at: float
-
-
 def dedupe_key(msg: InboundMessage) -> str:
     return f"{msg.message_id or ''} {msg.content_hash}"
 
@@ -136,29 +141,12 @@ def _dt(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def _case(row: sqlite3.Row, ccs: tuple[Address, ...] = ()) -> Case:
-    return Case(
-        id=row["id"],
-        queue=row["queue"],
-        subject=row["subject"],
-        requester=Address(row["requester"], row["requester_name"]),
-        status=CaseStatus(row["status"]),
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
-        priority=row["priority"],
-        owner=row["owner"],
-        ccs=ccs,
-        merged_into=row["merged_into"],
-        automatic=bool(row["automatic"]),
-        junk=row["junk_reason"],
-    )
-
-
-class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
-    """One SQLite connection; use one Store per thread."""
+class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, SenderQueries, RetentionQueries):
+    """The SQLite backend of StoreContract: one connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+        self.db: SqlConnection = db
+        self._sqlite = db
 
     @classmethod
     def open(cls, path: Path, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
@@ -184,7 +172,18 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
         return cls(db)
 
     def close(self) -> None:
-        self.db.close()
+        self._sqlite.close()
+
+    def relax_durability(self) -> None:
+        """For the sender: its updates may lag a power loss without losing mail (a resend at worst)."""
+        self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+    def notify_new_work(self, *, outbox: bool, timers: bool) -> None:
+        """Tell other processes of new outgoing mail or timers once the transaction commits. One process
+        serves an SQLite store, and it wakes its own components: nothing to tell."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -195,7 +194,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
         except BaseException:
             # A failed COMMIT (disk full, busy) may leave the transaction open: end it, or every later
             # BEGIN on this connection would fail too.
-            if self.db.in_transaction:
+            if self._sqlite.in_transaction:
                 with suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK")
             raise
@@ -209,7 +208,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
         except BaseException:
             # SQLite may have rolled back the whole transaction already (disk full): then there is no
             # savepoint left, and the error that caused it is the one to report.
-            if self.db.in_transaction:
+            if self._sqlite.in_transaction:
                 with suppress(sqlite3.Error):
                     self.db.execute("ROLLBACK TO step")
                     self.db.execute("RELEASE step")
@@ -218,7 +217,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
 
     # --- lookups (the read-only view thread.py is given)
 
-    def _with_ccs(self, row: sqlite3.Row | None) -> Case | None:
+    def _with_ccs(self, row: Any) -> Case | None:
         if row is None:
             return None
         ccs = tuple(
@@ -227,7 +226,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                 "SELECT address, name FROM case_ccs WHERE case_id = ? ORDER BY address", (row["id"],)
             )
         )
-        return _case(row, ccs)
+        return case_from_row(row, ccs)
 
     def case_by_id(self, case_id: int) -> Case | None:
         """The case, following merges to the case it now lives in."""
@@ -292,8 +291,8 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
     def _advance(self, ref: MailRef) -> None:
         self.db.execute(
             "INSERT INTO mailboxes (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET last_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
-            "THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+            "ON CONFLICT (name) DO UPDATE SET last_uid = CASE WHEN mailboxes.uidvalidity = excluded.uidvalidity "
+            "AND mailboxes.last_uid > excluded.last_uid THEN mailboxes.last_uid ELSE excluded.last_uid END, "
             "uidvalidity = excluded.uidvalidity",
             (ref.mailbox, ref.uidvalidity, ref.uid),
         )
@@ -311,10 +310,39 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
         reason: str,
         now: datetime,
     ) -> int:
-        cur = self.db.execute(
+        try:
+            cur = self._insert_message_row(msg, ref=ref, case_id=case_id, state=state, kind=kind, reason=reason,
+                                           now=now)  # fmt: skip
+        except Exception as exc:
+            if not self._is_unique_violation(exc):
+                raise
+            raise StoreConflict(f"the message is stored already: {exc}") from exc
+        row = int(cur.fetchone()[0])
+        if len(msg.raw) > _BLOB_PIECE:
+            self._write_raw(row, msg.raw)
+        self.db.executemany(
+            "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
+            [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
+        )
+        if ref:
+            self._advance(ref)
+        return row
+
+    def _insert_message_row(
+        self,
+        msg: InboundMessage,
+        *,
+        ref: MailRef | None,
+        case_id: int | None,
+        state: MessageState,
+        kind: str | None,
+        reason: str,
+        now: datetime,
+    ) -> SqlCursor:
+        return self.db.execute(
             "INSERT INTO messages (case_id, state, kind, reason, mailbox, uidvalidity, uid, message_id, "
             "content_hash, dedupe_key, from_addr, from_name, subject, sent_at, received_at, body_text, "
-            "defects, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "defects, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 case_id,
                 state.value,
@@ -336,23 +364,12 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                 msg.raw if len(msg.raw) <= _BLOB_PIECE else b"",
             ),
         )
-        row = cur.lastrowid
-        assert row is not None
-        if len(msg.raw) > _BLOB_PIECE:
-            self._write_raw(row, msg.raw)
-        self.db.executemany(
-            "INSERT INTO attachments (message, filename, content_type, size, content_id, inline) VALUES (?,?,?,?,?,?)",
-            [(row, a.filename, a.content_type, a.size, a.content_id, int(a.inline)) for a in msg.attachments],
-        )
-        if ref:
-            self._advance(ref)
-        return row
 
     def _write_raw(self, message_row: int, raw: bytes) -> None:
         """A large message's bytes a piece at a time: bound whole, SQLite copies them twice more."""
         self.db.execute("UPDATE messages SET raw = zeroblob(?) WHERE id = ?", (len(raw), message_row))
         view = memoryview(raw)
-        with self.db.blobopen("messages", "raw", message_row) as blob:
+        with self._sqlite.blobopen("messages", "raw", message_row) as blob:
             for start in range(0, len(raw), _BLOB_PIECE):
                 blob.write(view[start : start + _BLOB_PIECE])
 
@@ -365,7 +382,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
     def _link_message_id(self, message_id: str | None, case_id: int) -> None:
         if message_id:
             self.db.execute(
-                "INSERT OR IGNORE INTO case_message_ids (message_id, case_id) VALUES (?, ?)",
+                "INSERT INTO case_message_ids (message_id, case_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (message_id, case_id),
             )
 
@@ -401,12 +418,11 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                 case OpenCase(queue=queue, subject=subject, requester=requester, parent=parent, ccs=ccs):
                     cur = self.db.execute(
                         "INSERT INTO cases (queue, subject, requester, requester_name, status, parent_case, "
-                        "created_at, updated_at, automatic) VALUES (?,?,?,?,?,?,?,?,?)",
+                        "created_at, updated_at, automatic) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
                         (queue, subject, requester.addr, requester.name, "open", parent, _ts(now), _ts(now),
                          int(action.automatic)),
                     )  # fmt: skip
-                    case_id = cur.lastrowid
-                    assert case_id is not None
+                    case_id = int(cur.fetchone()[0])
                     for cc in ccs:
                         self._add_cc(case_id, cc)
                     follows = f", follows case {parent}" if parent else ""
@@ -440,7 +456,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                     for mail in compose(action, case, msg):
                         outbox.append(self.enqueue_draft(mail, case_id, message_row, now))
                         self._link_message_id(mail.message_id, case_id)
-                        if action.purpose in AUTOMATIC_PURPOSES:
+                        if action.automatic:
                             self.db.executemany(
                                 "INSERT INTO automatic_mail (address, at, outbox_id) VALUES (?,?,?)",
                                 [(a.key, _ts(now), outbox[-1]) for a in mail.to],
@@ -449,7 +465,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                         events.append(
                             (f"{action.purpose}_queued", {"case_id": case_id, "out_message_id": mail.message_id})
                         )
-                    if action.purpose == "relay":
+                    if action.first_response:
                         self.db.execute(
                             "UPDATE cases SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
                             (_ts(now), case_id),
@@ -463,7 +479,13 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                     event = self._side_effect(case_id, action, now)
                     if event is not None:
                         events.append(event)
-        return Applied(case_id, message_row, tuple(outbox), tuple(events))
+        return self._announced(decision, Applied(case_id, message_row, tuple(outbox), tuple(events)))
+
+    def _announced(self, decision: Decision, applied: Applied) -> Applied:
+        timers = any(isinstance(a, SetTimer) for a in decision.actions)
+        if applied.outbox_ids or timers:
+            self.notify_new_work(outbox=bool(applied.outbox_ids), timers=timers)
+        return applied
 
     def _side_effect(self, case_id: int, action: Action, now: datetime) -> tuple[str, dict[str, object]] | None:
         """Timers, satisfaction and bouncing addresses; returns the event to log, if any."""
@@ -496,7 +518,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                 )
                 if cur.rowcount != 1:
                     # Someone else handled it first: roll back rather than act twice.
-                    raise StoreError(f"timer {timer.id} was already handled")
+                    raise StoreConflict(f"timer {timer.id} was already handled")
                 self._event(case_id, now, f"timer_{state.value}", f"{timer.kind.value} {reason}".strip())
                 return f"timer_{state.value}", {"case_id": case_id, "timer": timer.kind.value, "reason": reason}
             case RecordSatisfaction(score=score, answer=answer):
@@ -508,7 +530,8 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
             case MarkBouncing(addresses=addresses, reason=reason):
                 for address in addresses:
                     self.db.execute(
-                        "INSERT OR REPLACE INTO bouncing (address, since, case_id, reason) VALUES (?,?,?,?)",
+                        "INSERT INTO bouncing (address, since, case_id, reason) VALUES (?,?,?,?) ON CONFLICT (address) "
+                        "DO UPDATE SET since = excluded.since, case_id = excluded.case_id, reason = excluded.reason",
                         (address.lower(), _ts(now), case_id, reason),
                     )
                 self._event(case_id, now, "marked_bouncing", ", ".join(addresses))
@@ -560,7 +583,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
 
     def _add_cc(self, case_id: int, address: Address) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO case_ccs (case_id, address, name) VALUES (?, ?, ?)",
+            "INSERT INTO case_ccs (case_id, address, name) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (case_id, address.key, address.name),
         )
 
@@ -569,13 +592,13 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
         self.db.execute("UPDATE messages SET case_id = ? WHERE case_id = ?", (target, source))
         self.db.execute("UPDATE outbox SET case_id = ? WHERE case_id = ?", (target, source))
         self.db.execute(
-            "INSERT OR IGNORE INTO case_message_ids (message_id, case_id) "
-            "SELECT message_id, ? FROM case_message_ids WHERE case_id = ?",
+            "INSERT INTO case_message_ids (message_id, case_id) "
+            "SELECT message_id, ? FROM case_message_ids WHERE case_id = ? ON CONFLICT DO NOTHING",
             (target, source),
         )
         self.db.execute(
-            "INSERT OR IGNORE INTO case_ccs (case_id, address, name) SELECT ?, address, name FROM case_ccs "
-            "WHERE case_id = ?",
+            "INSERT INTO case_ccs (case_id, address, name) SELECT ?, address, name FROM case_ccs "
+            "WHERE case_id = ? ON CONFLICT DO NOTHING",
             (target, source),
         )
         self.db.execute(
@@ -596,7 +619,7 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
     def enqueue(self, mail: OutgoingMail, case_id: int | None, cause: int | None, now: datetime) -> int:
         cur = self.db.execute(
             "INSERT INTO outbox (case_id, cause, purpose, message_id, mail_from, rcpt_to, raw, state, "
-            "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 case_id,
                 cause,
@@ -610,15 +633,13 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
                 _ts(now),
             ),
         )
-        row = cur.lastrowid
-        assert row is not None
-        return row
+        return int(cur.fetchone()[0])
 
     def due_mail(self, now: float, limit: int = 100) -> list[OutboxMail]:
         rows = self.db.execute(
             # An operator's retry starts the mail's age (smtp.max_attempts_age) afresh.
             "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, "
-            "max(created_at, coalesce(retried_at, 0)) AS created_at "
+            "CASE WHEN retried_at > created_at THEN retried_at ELSE created_at END AS created_at "
             "FROM outbox WHERE state = 'queued' AND draft IS NULL AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),
@@ -676,10 +697,11 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
         row = self.db.execute("SELECT min(due_at) FROM timers WHERE state = 'pending'").fetchone()
         return _dt(row[0]) if row[0] is not None else None
 
-    def case_timers(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
+    def case_timers(self, case_id: int) -> list[TimerEntry]:
+        rows = self.db.execute(
             "SELECT id, kind, due_at, state, created_at, done_at FROM timers WHERE case_id = ? ORDER BY id", (case_id,)
-        ).fetchall()
+        )
+        return [TimerEntry(r[0], TimerKind(r[1]), r[2], TimerState(r[3]), r[4], r[5]) for r in rows]
 
     def case_request(self, case_id: int) -> bytes | None:
         """The raw mail that opened the case (its first filed message)."""
@@ -714,86 +736,14 @@ class Store(DraftQueries, OperationsQueries, SenderQueries, RetentionQueries):
             for key in {a.lower() for a in addresses}
         }
 
-    def unnoticed_failures(self, limit: int = 100) -> list[sqlite3.Row]:
+    def unnoticed_failures(self, limit: int = 100) -> list[FailedOutgoing]:
         """Mail that failed for good and the team has not been told of."""
-        return self.db.execute(
+        rows = self.db.execute(
             "SELECT id, case_id, purpose, rcpt_to, last_error, attempts FROM outbox "
             "WHERE state = 'failed' AND failure_noticed = 0 ORDER BY id LIMIT ?",
             (limit,),
-        ).fetchall()
+        )
+        return [FailedOutgoing(r[0], r[1], r[2], tuple(r[3].split("\n")), r[4], r[5]) for r in rows]
 
     def mark_failure_noticed(self, outbox_id: int) -> None:
         self.db.execute("UPDATE outbox SET failure_noticed = 1 WHERE id = ?", (outbox_id,))
-
-    # --- inspection (the CLI's `cases`)
-
-    def list_cases(self, status: CaseStatus | None = None, limit: int = 200, *, junk: bool = False) -> list[Case]:
-        """Cases, newest first: of one status (junk cases apart), or with `junk` the junk cases only."""
-        if junk:
-            rows = self.db.execute("SELECT * FROM cases WHERE junk_at IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,))
-        elif status is None:
-            rows = self.db.execute("SELECT * FROM cases ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self.db.execute(
-                "SELECT * FROM cases WHERE status = ? AND junk_at IS NULL ORDER BY id DESC LIMIT ?",
-                (status.value, limit),
-            )
-        return [_case(r) for r in rows]
-
-    def case_messages(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT id, kind, message_id, from_addr, from_name, subject, received_at, body_text, "
-            "length(raw) AS size FROM messages WHERE case_id = ? ORDER BY id",
-            (case_id,),
-        ).fetchall()
-
-    def case_outbox(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT id, purpose, message_id, rcpt_to, state, attempts, created_at, sent_at, last_error "
-            "FROM outbox WHERE case_id = ? ORDER BY id",
-            (case_id,),
-        ).fetchall()
-
-    def case_events(self, case_id: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT at, event, detail FROM case_events WHERE case_id = ? ORDER BY id", (case_id,)
-        ).fetchall()
-
-    def message_attachments(self, message_row: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT filename, content_type, size FROM attachments WHERE message = ? ORDER BY id",
-            (message_row,),
-        ).fetchall()
-
-    def counts(self) -> dict[str, int]:
-        """Totals for logs and checks: cases, messages by state, outbox by state."""
-        result = {"cases": self.db.execute("SELECT count(*) FROM cases").fetchone()[0]}
-        for state, n in self.db.execute("SELECT state, count(*) FROM messages GROUP BY state"):
-            result[f"messages_{state}"] = n
-        for state, n in self.db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
-            result[f"outbox_{state}"] = n
-        return result
-
-    # --- report (read-only rows for mailsvc/report.py)
-
-    def report_cases(self, since: float) -> list[sqlite3.Row]:
-        """Cases created at or after `since`, merged ones included, with how many of each timer kind fired."""
-        return self.db.execute(
-            "SELECT c.id, c.queue, c.status, c.created_at, c.first_response_at, c.resolved_at, c.satisfaction, "
-            "c.merged_into, "
-            "count(CASE WHEN t.kind = 'sla_1' THEN 1 END) AS sla_1_fired, "
-            "count(CASE WHEN t.kind = 'sla_2' THEN 1 END) AS sla_2_fired, "
-            "count(CASE WHEN t.kind = 'reminder' THEN 1 END) AS reminders_fired, "
-            "count(CASE WHEN t.kind = 'auto_resolve' THEN 1 END) AS auto_resolves_fired "
-            "FROM cases c LEFT JOIN timers t ON t.case_id = c.id AND t.state = 'fired' "
-            "WHERE c.created_at >= ? AND c.junk_at IS NULL GROUP BY c.id ORDER BY c.id",
-            (since,),
-        ).fetchall()
-
-    def report_failed_mail(self, since: float) -> list[sqlite3.Row]:
-        """Outgoing mail queued at or after `since` and given up on, with the queue of its case (NULL if none)."""
-        return self.db.execute(
-            "SELECT o.id, o.case_id, o.purpose, o.created_at, c.queue FROM outbox o "
-            "LEFT JOIN cases c ON c.id = o.case_id WHERE o.state = 'failed' AND o.created_at >= ? ORDER BY o.id",
-            (since,),
-        ).fetchall()

@@ -7,40 +7,23 @@ it from; the sender sees the row only once `draft` is cleared (built) or it fail
 from __future__ import annotations
 
 import json
-import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from mailsvc.model import STAFF_PURPOSES, Address, CaseStatus, MailDraft, OutboxState
+from mailsvc.store.contract import PendingDraft, ThreadEntry
+from mailsvc.store.sql import SqlConnection
 
 _STAFF = tuple(sorted(STAFF_PURPOSES))
 _MARKS = ",".join("?" * len(_STAFF))
 _THREAD_SQL = (
     "SELECT message_id, 1 AS mine, received_at AS at, id FROM messages WHERE case_id = ? "  # noqa: S608
     "AND state = 'filed' AND kind IN ('request', 'requester_reply') AND message_id IS NOT NULL "
-    "AND (? IS NULL OR id <= ?) "
+    "AND (CAST(? AS INTEGER) IS NULL OR id <= ?) "
     "UNION ALL "
     "SELECT message_id, 0, created_at, id FROM outbox WHERE case_id = ? AND id < ? AND state != 'failed' "
     f"AND purpose NOT IN ({_MARKS}) ORDER BY at, mine DESC, id"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingDraft:
-    """A draft waiting to be built: its outbox row, case, the message that caused it (if any)."""
-
-    outbox_id: int
-    case_id: int | None
-    cause: int | None
-    draft: MailDraft
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadEntry:
-    """A Message-ID the requester received or sent on a case, oldest first."""
-
-    message_id: str
-    from_requester: bool
 
 
 def encode_draft(draft: MailDraft) -> str:
@@ -56,7 +39,7 @@ def encode_draft(draft: MailDraft) -> str:
     )
 
 
-def decode_draft(row: sqlite3.Row) -> MailDraft:
+def decode_draft(row: Any) -> MailDraft:
     spec = json.loads(row["draft"])
     return MailDraft(
         message_id=row["message_id"],
@@ -74,20 +57,18 @@ def decode_draft(row: sqlite3.Row) -> MailDraft:
 class DraftQueries:
     """The draft side of the outbox; mixed into Store, which holds the connection."""
 
-    db: sqlite3.Connection
+    db: SqlConnection
 
     def enqueue_draft(self, draft: MailDraft, case_id: int | None, cause: int | None, now: datetime) -> int:
         cur = self.db.execute(
             "INSERT INTO outbox (case_id, cause, purpose, message_id, mail_from, rcpt_to, raw, state, "
-            "created_at, next_attempt_at, draft) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "created_at, next_attempt_at, draft) VALUES (?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 case_id, cause, draft.purpose, draft.message_id, draft.mail_from, "\n".join(draft.rcpt_to), b"",
                 OutboxState.QUEUED.value, now.timestamp(), now.timestamp(), encode_draft(draft),
             ),
         )  # fmt: skip
-        row = cur.lastrowid
-        assert row is not None
-        return row
+        return int(cur.fetchone()[0])
 
     def pending_drafts(self, limit: int = 100) -> list[PendingDraft]:
         rows = self.db.execute(

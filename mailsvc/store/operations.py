@@ -3,35 +3,18 @@ of unfinished processing attempts per IMAP message, by which a poison message is
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 from mailsvc.model import OutboxState
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One outgoing mail as `mailsvc outbox list` shows it (times in UNIX seconds)."""
-
-    id: int
-    case_id: int | None
-    purpose: str
-    message_id: str
-    rcpt_to: tuple[str, ...]
-    state: OutboxState
-    attempts: int
-    created_at: float
-    next_attempt_at: float
-    sent_at: float | None
-    last_error: str
+from mailsvc.store.contract import OutboxEntry
+from mailsvc.store.sql import SqlConnection
 
 
 class OperationsQueries:
     """Mixed into Store: uses its connection and transactions."""
 
-    db: sqlite3.Connection
+    db: SqlConnection
 
     def transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -44,10 +27,11 @@ class OperationsQueries:
         """Outgoing mail, newest first, without its bytes."""
         sql = (
             "SELECT id, case_id, purpose, message_id, rcpt_to, state, attempts, created_at, next_attempt_at, "
-            "sent_at, last_error FROM outbox WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR case_id = ?2) "
-            "ORDER BY id DESC LIMIT ?3"
+            "sent_at, last_error FROM outbox WHERE (CAST(? AS TEXT) IS NULL OR state = ?) "
+            "AND (CAST(? AS INTEGER) IS NULL OR case_id = ?) ORDER BY id DESC LIMIT ?"
         )
-        args = (state.value if state is not None else None, case_id, limit)
+        value = state.value if state is not None else None
+        args = (value, value, case_id, case_id, limit)
         rows = self.db.execute(sql, args).fetchall()
         return [
             OutboxEntry(
@@ -107,7 +91,7 @@ class OperationsQueries:
                 self.db.execute(
                     "INSERT INTO ingest_attempts (mailbox, uidvalidity, uid, attempts, first_at, last_at) "
                     "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (mailbox, uidvalidity, uid) "
-                    "DO UPDATE SET attempts = attempts + 1, last_at = excluded.last_at",
+                    "DO UPDATE SET attempts = ingest_attempts.attempts + 1, last_at = excluded.last_at",
                     (mailbox, uidvalidity, uid, now, now),
                 )
         return before

@@ -5,10 +5,11 @@ so the report stays true; what goes is the content: raw bytes, bodies, names, ad
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from mailsvc.store.sql import SqlConnection
 
 ERASED = "(erased)"
 
@@ -32,7 +33,7 @@ def _marks(ids: Sequence[int]) -> str:
 class RetentionQueries:
     """Mixed into Store: uses its connection; the caller holds the transaction."""
 
-    db: sqlite3.Connection
+    db: SqlConnection
 
     def purge_candidates(self, queue: str, closed_before: float) -> list[int]:
         """Closed cases of `queue` untouched since `closed_before`, not purged yet (merged ones included)."""

@@ -3,13 +3,13 @@ copies a `#spam` moves to the junk folder, and where the first start on a full f
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from mailsvc.errors import StoreError
 from mailsvc.model import Action, ClearJunk, ClearUnverified, DenySender, MarkJunk, MarkUnverified
+from mailsvc.store.sql import SqlConnection
 
 Event = tuple[str, dict[str, object]]
 
@@ -38,7 +38,7 @@ class Backlog:
 class SenderQueries:
     """Mixed into Store: uses its connection; `_event` writes the case history."""
 
-    db: sqlite3.Connection
+    db: SqlConnection
 
     def _event(self, case_id: int, now: datetime, event: str, detail: str = "") -> None:
         raise NotImplementedError

@@ -12,6 +12,7 @@ import pytest
 
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
 from mailsvc.testing.idp import IdentityProvider
+from mailsvc.testing.postgres import PrivatePostgres
 from mailsvc.testing.securedovecot import SecureDovecot
 from mailsvc.testing.smtp_capture import SmtpCapture
 from mailsvc.testing.spamd import PrivateSpamd
@@ -33,6 +34,13 @@ def dovecot() -> Iterator[PrivateDovecot]:
     """One private Dovecot for the session; tests stay apart by each getting their own user."""
     # In the system's temp dir, not pytest's: see PrivateDovecot.in_temp_dir.
     with PrivateDovecot.in_temp_dir() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PrivatePostgres]:
+    """One private PostgreSQL cluster for the session; tests stay apart by each getting their own database."""
+    with PrivatePostgres.in_temp_dir() as server:
         yield server
 
 

@@ -68,7 +68,7 @@ def test_first_start_on_a_full_mailbox_files_old_mail_silently_and_answers_the_n
         f"SELECT count(*) FROM timers WHERE case_id IN ({','.join(map(str, old_ids))})"
     ).fetchone()[0]
     assert timers == 0
-    (event,) = [e["detail"] for e in store.case_events(old_ids[0]) if e["event"] == "ack_suppressed"]
+    (event,) = [e.detail for e in store.case_events(old_ids[0]) if e.event == "ack_suppressed"]
     assert event == "filed as history: old mail at the first start"
 
     # Later mail is new mail, whatever its date says: the line was drawn once, at the first start.
@@ -147,7 +147,7 @@ def test_import_an_archive_as_history(
     store = Store.open(config.store.path)
     cases = {c.subject: c for c in store.list_cases()}
     assert sorted(cases) == ["Laptop broken", "New phone"]
-    thread = [m["message_id"] for m in store.case_messages(cases["Laptop broken"].id)]
+    thread = [m.message_id for m in store.case_messages(cases["Laptop broken"].id)]
     assert thread == ["<l1@example.net>", "<l2@example.net>"]
     assert store.db.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0, "an archive is history: no mail"
 

@@ -21,7 +21,7 @@ def test_a_reply_to_a_case_of_a_removed_queue_is_still_filed_into_it(tmp_path: P
             MailRef("INBOX", 1, 1), mail(subject="Invoice", to="billing@example.org", message_id="<i1@example.net>")
         )
     assert outcome is Outcome.FILED
-    (ack,) = [row["message_id"] for row in store.case_outbox(case_id or 0)]
+    (ack,) = [row.message_id for row in store.case_outbox(case_id or 0)]
 
     del raw["queues"]["billing"]
     after = Pipeline(parse_config(raw, tmp_path), store)
@@ -31,4 +31,4 @@ def test_a_reply_to_a_case_of_a_removed_queue_is_still_filed_into_it(tmp_path: P
     # Whatever it sends goes out under the default queue's templates and address.
     built = after.build_pending()
     assert built.failed == 0
-    assert {row["state"] for row in store.case_outbox(case_id or 0)} == {"queued"}
+    assert {row.state for row in store.case_outbox(case_id or 0)} == {"queued"}

@@ -16,18 +16,20 @@ from mailsvc.imap import ImapSource
 from mailsvc.ingest import Outcome, Pipeline
 from mailsvc.model import MailRef
 from mailsvc.parse import parse_message
-from mailsvc.store import Store
+from mailsvc.store import Store, open_store
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import Captured, SmtpCapture
+from tests.integration.stores import STORE_BACKENDS, store_section
 
 
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+@pytest.fixture(params=STORE_BACKENDS)
+def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, request: pytest.FixtureRequest) -> Config:
     raw = sandbox_config(
         imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
         smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
     )  # fmt: skip
+    raw["store"] = store_section(request, tmp_path)
     return parse_config(raw, tmp_path)
 
 
@@ -39,7 +41,7 @@ def wait_until(holds: Callable[[], bool], what: str, timeout: float = 10) -> Non
 
 
 def store_of(config: Config) -> Store:
-    return Store.open(config.store.path)
+    return open_store(config.store)
 
 
 def test_request_becomes_case_and_is_acknowledged_once(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
@@ -52,11 +54,11 @@ def test_request_becomes_case_and_is_acknowledged_once(config: Config, mailbox: 
     (case,) = store.list_cases()
     assert case.subject == "VPN drops every hour" and case.requester.addr == "alice@example.net"
     (message,) = store.case_messages(case.id)
-    assert message["kind"] == "request" and message["message_id"] == "<req-1@example.net>"
-    stored_raw = store.db.execute("SELECT raw FROM messages WHERE id = ?", (message["id"],)).fetchone()[0]
+    assert message.kind == "request" and message.message_id == "<req-1@example.net>"
+    stored_raw = store.db.execute("SELECT raw FROM messages WHERE id = ?", (message.id,)).fetchone()[0]
     assert stored_raw.replace(b"\r\n", b"\n") == request.replace(b"\r\n", b"\n")
     (out,) = store.case_outbox(case.id)
-    assert (out["purpose"], out["state"], out["attempts"]) == ("ack", "sent", 1)
+    assert (out.purpose, out.state, out.attempts) == ("ack", "sent", 1)
 
     assert mailbox.uids("INBOX") == []
     assert len(mailbox.uids("Processed")) == 1
@@ -67,7 +69,7 @@ def test_request_becomes_case_and_is_acknowledged_once(config: Config, mailbox: 
     assert msg["Subject"] == f"Re: VPN drops every hour [Help #{case.id}]"
     assert msg["From"] == "Example Help Desk <help@example.org>"
     assert msg["In-Reply-To"] == "<req-1@example.net>"
-    assert msg["Message-ID"] == out["message_id"]
+    assert msg["Message-ID"] == out.message_id
     assert msg["Auto-Submitted"] == "auto-replied"
     body = msg.get_body(("plain",))
     assert isinstance(body, EmailMessage) and f"[Help #{case.id}]" in body.get_content()
@@ -93,7 +95,7 @@ def test_replies_thread_by_tag_and_by_references(config: Config, mailbox: Mailbo
 
     store = store_of(config)
     (case,) = store.list_cases()
-    kinds = [m["kind"] for m in store.case_messages(case.id)]
+    kinds = [m.kind for m in store.case_messages(case.id)]
     assert kinds == ["request", "requester_reply", "requester_reply"]
     assert len(smtp.messages) == 1, "replies get no second acknowledgement"
 
@@ -166,16 +168,16 @@ def test_transient_smtp_failure_is_retried_with_the_same_message_id(
     store = store_of(config)
     (case,) = store.list_cases()
     (out,) = store.case_outbox(case.id)
-    assert (out["state"], out["attempts"]) == ("queued", 1) and out["last_error"].startswith("451")
+    assert (out.state, out.attempts) == ("queued", 1) and out.last_error.startswith("451")
     assert smtp.messages == []
 
-    (due,) = store.db.execute("SELECT next_attempt_at FROM outbox WHERE id = ?", (out["id"],)).fetchone()
+    (due,) = store.db.execute("SELECT next_attempt_at FROM outbox WHERE id = ?", (out.id,)).fetchone()
     wait_until(lambda: time.time() >= due, "the retry to fall due")
     run_once(config)
     (out,) = store.case_outbox(case.id)
-    assert (out["state"], out["attempts"]) == ("sent", 2)
+    assert (out.state, out.attempts) == ("sent", 2)
     (ack,) = smtp.messages
-    assert ack.message["Message-ID"] == out["message_id"]
+    assert ack.message["Message-ID"] == out.message_id
 
 
 def test_permanent_smtp_failure_is_recorded_not_dropped(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
@@ -185,7 +187,7 @@ def test_permanent_smtp_failure_is_recorded_not_dropped(config: Config, mailbox:
     store = store_of(config)
     (case,) = store.list_cases()
     (out,) = store.case_outbox(case.id)
-    assert out["state"] == "failed" and out["last_error"].startswith("550")
+    assert out.state == "failed" and out.last_error.startswith("550")
 
 
 def test_unreachable_imap_is_a_clean_failure(config: Config) -> None:
@@ -264,7 +266,7 @@ def test_follow_up_case_has_one_tag_and_its_replies_stay_in_it(
     mailbox.append(mail(subject="Re: Docking station no video [Help #1] [Help #2]", body="Still no video.\n"))
     run_once(config)
     assert [c.id for c in store.list_cases()] == [2, 1]
-    assert [m["kind"] for m in store.case_messages(2)] == ["request", "requester_reply", "requester_reply"]
+    assert [m.kind for m in store.case_messages(2)] == ["request", "requester_reply", "requester_reply"]
     assert len(smtp.messages) == 2, "no third acknowledgement"
 
 
@@ -282,8 +284,8 @@ def test_in_reply_to_wins_over_references_to_a_more_recent_case(
     mailbox.append(mail(subject="Re: Laptop fan loud", in_reply_to="<fan@example.net>",
                         references="<flicker@example.net> <fan@example.net>"))  # fmt: skip
     run_once(config)
-    assert [m["kind"] for m in store.case_messages(1)] == ["request", "requester_reply"]
-    assert [m["kind"] for m in store.case_messages(2)] == ["request"]
+    assert [m.kind for m in store.case_messages(1)] == ["request", "requester_reply"]
+    assert [m.kind for m in store.case_messages(2)] == ["request"]
 
 
 def test_same_mail_through_an_alias_with_its_own_delivery_headers_is_filed_once(
@@ -360,28 +362,28 @@ def test_a_mail_that_cannot_be_built_fails_alone_and_staff_are_told_once(
 
     store = store_of(config)
     (case,) = store.list_cases()
-    assert [m["kind"] for m in store.case_messages(case.id)] == ["request"]
+    assert [m.kind for m in store.case_messages(case.id)] == ["request"]
     assert mailbox.uids("Quarantine") == [] and len(mailbox.uids("Processed")) == 1
-    rows = {r["purpose"]: r for r in store.case_outbox(case.id)}
-    assert rows["ack"]["state"] == "failed"
-    assert rows["ack"]["last_error"].startswith("cannot build: ZeroDivisionError")
-    assert (rows["notify"]["state"], rows["send_failed"]["state"]) == ("sent", "sent")
+    rows = {r.purpose: r for r in store.case_outbox(case.id)}
+    assert rows["ack"].state == "failed"
+    assert rows["ack"].last_error.startswith("cannot build: ZeroDivisionError")
+    assert (rows["notify"].state, rows["send_failed"].state) == ("sent", "sent")
     notice = next(c for c in smtp.messages if "ZeroDivisionError" in c.data.decode())
     assert notice.rcpt_tos == ("bob@example.org",) and "ack to alice@example.net" in notice.data.decode()
 
     run_once(config)
-    assert [r["purpose"] for r in store.case_outbox(case.id)].count("send_failed") == 1, "told once"
+    assert [r.purpose for r in store.case_outbox(case.id)].count("send_failed") == 1, "told once"
 
     # Fixed, then put back by the operator: the mail is built anew, never sent as the empty failed row.
     (templates / "ack.txt.j2").write_text("Your case {{ case.tag }} is in.\n")
     fixed = parse_config(raw, tmp_path)
     path = write_config(tmp_path / "mailsvc.yaml", raw)
-    assert main(["outbox", "retry", str(rows["ack"]["id"]), "-c", str(path)]) == 0
+    assert main(["outbox", "retry", str(rows["ack"].id), "-c", str(path)]) == 0
     assert run_once(fixed) == 0
     (ack,) = [c for c in smtp.messages if c.rcpt_tos == ("alice@example.net",)]
-    assert ack.message["Message-ID"] == rows["ack"]["message_id"]
+    assert ack.message["Message-ID"] == rows["ack"].message_id
     assert ack.message.get_body(("plain",)).get_content().startswith(f"Your case [Help #{case.id}] is in.")
-    assert store.case_outbox(case.id)[0]["state"] == "sent"
+    assert store.case_outbox(case.id)[0].state == "sent"
 
 
 def test_drafts_a_crash_left_unbuilt_are_built_and_sent_on_restart(
@@ -448,9 +450,9 @@ def test_without_smtputf8_an_address_that_cannot_be_expressed_fails_with_a_notic
     store = store_of(config)
     (case,) = store.list_cases()
     assert store.counts()["messages_filed"] == 1 and mailbox.uids("Quarantine") == []
-    rows = {r["purpose"]: r for r in store.case_outbox(case.id)}
-    assert rows["ack"]["state"] == "failed"
-    assert rows["ack"]["last_error"] == (
+    rows = {r.purpose: r for r in store.case_outbox(case.id)}
+    assert rows["ack"].state == "failed"
+    assert rows["ack"].last_error == (
         "553 5.6.7 jörg@exämple.net: a non-ASCII local part needs SMTPUTF8, which the server does not offer"
     )
     assert run_once(config) == 0  # the scheduler tells staff of mail that failed since its last look
@@ -483,7 +485,7 @@ def test_automatic_mail_that_threads_nowhere_is_shown_to_staff_and_runs_no_sla_u
     assert all(c.rcpt_tos == ("bob@example.org",) for c in notices), "no acknowledgement to a machine"
     assert "out of the office until Monday" in body_text(notices[0])
     assert "Maintenance tonight" in notices[1].message["Subject"]
-    assert [r["kind"] for r in store.case_timers(1)] == [], "no SLA on a case no person wrote"
+    assert [r.kind for r in store.case_timers(1)] == [], "no SLA on a case no person wrote"
 
     # Alice writes herself on that case: it is a case like any other from now on.
     mailbox.append(mail(subject="Re: Automatic reply: printer", in_reply_to="<ooo@example.net>",
@@ -491,7 +493,7 @@ def test_automatic_mail_that_threads_nowhere_is_shown_to_staff_and_runs_no_sla_u
     assert run_once(config) == 0
     case = store.case_by_id(1)
     assert case is not None and not case.automatic
-    assert [(r["kind"], r["state"]) for r in store.case_timers(1)] == [("sla_1", "pending")]
+    assert [(r.kind, r.state) for r in store.case_timers(1)] == [("sla_1", "pending")]
 
 
 def test_acknowledgement_answers_the_request_when_a_reply_follows_in_the_same_pass(
@@ -504,3 +506,18 @@ def test_acknowledgement_answers_the_request_when_a_reply_follows_in_the_same_pa
     (ack,) = smtp.messages
     assert ack.message["In-Reply-To"] == "<badge-1@example.net>"
     assert ack.message["References"] == "<badge-1@example.net>"
+
+
+def test_a_message_another_process_stored_first_counts_as_a_duplicate(config: Config) -> None:
+    """Between the duplicate check and the insert another instance may store the same position: the unique
+    constraint decides, the message counts as a duplicate, and the batch's transaction goes on."""
+    store = store_of(config)
+    pipeline = Pipeline(config, store)
+    ref = MailRef("INBOX", 1, 1)
+    with store.transaction():
+        first, _ = pipeline.handle(ref, mail(subject="Filed by the other instance", message_id="<a@example.net>"))
+        again, case_id = pipeline.handle(ref, mail(subject="Same position, fetched here", message_id="<b@example.net>"))
+        later, _ = pipeline.handle(MailRef("INBOX", 1, 2), mail(subject="Next in the batch"))
+    assert (first, again, case_id, later) == (Outcome.FILED, Outcome.DUPLICATE, None, Outcome.FILED)
+    assert [c.subject for c in store.list_cases()] == ["Next in the batch", "Filed by the other instance"]
+    store.close()

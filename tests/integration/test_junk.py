@@ -98,7 +98,7 @@ def test_spam_marked_by_spamassassin_gets_no_answer_and_lands_in_junk(
     assert junk_counted("spamassassin") == before + 1
     assert store_gauges(store, 0).cases == {("help", "junk"): 1, ("help", "open"): 1}
     report = store.report_cases(0)
-    assert [r["id"] for r in report] != [] and junk.id not in [r["id"] for r in report], "junk is not in the report"
+    assert [r.id for r in report] != [] and junk.id not in [r.id for r in report], "junk is not in the report"
 
     capsys.readouterr()
     assert main(["cases", "list", "--status", "junk", "-c", str(config_path(config))]) == 0
@@ -151,9 +151,9 @@ def test_no_backscatter_to_a_sender_that_failed_dmarc_but_staff_hear_of_it(
     store = Store.open(config.store.path)
     (case,) = store.list_cases()
     (message,) = store.case_messages(case.id)
-    events = [(e["event"], e["detail"]) for e in store.case_events(case.id)]
+    events = [(e.event, e.detail) for e in store.case_events(case.id)]
     assert ("ack_suppressed", "sender not verified: dmarc=fail header.from=bank.example by mx.example.org") in events
-    assert message["kind"] == "request"
+    assert message.kind == "request"
 
 
 def test_require_authenticated_answers_only_authenticated_senders(

@@ -11,18 +11,19 @@ import pytest
 from mailsvc.cli import main
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import run_once
-from mailsvc.store import Store
+from mailsvc.store import Store, open_store
 from mailsvc.strip import MARKER
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import Captured, SmtpCapture
+from tests.integration.stores import STORE_BACKENDS, store_section
 
 BOB = "Bob Staff <bob@example.org>"
 SIGNED = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.org header.from=example.org"}
 
 
-@pytest.fixture
-def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+@pytest.fixture(params=STORE_BACKENDS)
+def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, request: pytest.FixtureRequest) -> Config:
     raw = sandbox_config(
         imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
         smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
@@ -32,6 +33,7 @@ def config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
         {"address": "bob@example.org", "name": "Bob Staff"},
         {"address": "carol@example.org", "name": "Carol Staff"},
     ]
+    raw["store"] = store_section(request, tmp_path)
     return load_config(write_config(tmp_path / "mailsvc.yaml", raw))
 
 
@@ -44,7 +46,7 @@ def body(captured: Captured) -> str:
 def by_purpose(store: Store, case_id: int) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for row in store.case_outbox(case_id):
-        found.setdefault(row["purpose"], []).append(row["rcpt_to"])
+        found.setdefault(row.purpose, []).append("\n".join(row.rcpt_to))
     return found
 
 
@@ -55,7 +57,7 @@ def open_case(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> tuple[int,
     )
     run_once(config)
     notify = next(c for c in smtp.messages if "bob@example.org" in c.rcpt_tos)
-    (case,) = Store.open(config.store.path).list_cases()
+    (case,) = open_store(config.store).list_cases()
     smtp.clear()
     return case.id, notify
 
@@ -90,7 +92,7 @@ def test_notification_then_relay_of_only_the_new_text(config: Config, mailbox: M
     text = body(relay)
     assert text.startswith("Hello Alice,\n\nplease open tray 2 and pull the paper out.\n\nBob")
     assert MARKER not in text and "floor 3" not in text and "bob@example.org" not in relay.data.decode()
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     case = store.case_by_id(case_id)
     assert case is not None and case.status.value == "waiting"
 
@@ -112,16 +114,16 @@ def test_comment_reaches_other_staff_never_the_requester(config: Config, mailbox
     (comment,) = smtp.messages
     assert comment.rcpt_tos == ("carol@example.org",)
     assert "order a new one" in body(comment)
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     assert "relay" not in by_purpose(store, case_id)
-    assert [m["kind"] for m in store.case_messages(case_id)][-1] == "comment"
+    assert [m.kind for m in store.case_messages(case_id)][-1] == "comment"
 
 
 def test_commands_by_mail(config: Config, mailbox: Mailbox, smtp: SmtpCapture) -> None:
     case_id, notify = open_case(config, mailbox, smtp)
     mailbox.append(staff_reply(notify, "#take\n#priority urgent\n#cc add dave@example.net"))
     run_once(config)
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     case = store.case_by_id(case_id)
     assert case is not None
     assert (case.owner, case.priority, [c.addr for c in case.ccs]) == (
@@ -149,7 +151,7 @@ def test_bad_command_changes_nothing_and_answers_the_sender(
     (error,) = smtp.messages
     assert error.rcpt_tos == ("bob@example.org",)
     assert "line 1" in body(error) and "asap" in body(error)
-    case = Store.open(config.store.path).case_by_id(case_id)
+    case = open_store(config.store).case_by_id(case_id)
     assert case is not None and case.priority == "normal" and case.status.value == "open"
 
 
@@ -161,7 +163,7 @@ def test_forged_staff_from_is_refused_and_staff_alerted(config: Config, mailbox:
     reply = reply.replace(notify.message["Reply-To"].encode(), b"help@example.org")
     mailbox.append(reply)
     run_once(config)
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     case = store.case_by_id(case_id)
     assert case is not None and case.status.value == "open"
     assert {tuple(c.rcpt_tos) for c in smtp.messages} == {("bob@example.org", "carol@example.org")}
@@ -178,7 +180,7 @@ def test_reply_token_threads_an_edited_subject_without_references(
     reply = staff_reply(notify, "Replacement ordered.", subject="printer stuff", references=False, headers={})
     mailbox.append(reply)
     run_once(config)
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     assert len(store.list_cases()) == 1
     (relay,) = smtp.messages
     assert relay.rcpt_tos == ("alice@example.net",) and f"[Help #{case_id}]" in relay.message["Subject"]
@@ -215,7 +217,7 @@ def test_bounce_of_our_mail_is_filed_on_its_case_and_staff_told(
     mailbox.append(dsn_for(ack))
     run_once(config)
 
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     assert len(store.list_cases()) == 1, "the bounce opens no case of its own"
     last = store.db.execute("SELECT kind, reason FROM messages ORDER BY id DESC LIMIT 1").fetchone()
     assert last["kind"] == "bounce" and "alice@example.net" in last["reason"] and "5.1.1" in last["reason"]
@@ -228,7 +230,7 @@ def test_assign_status_cc_remove_close_and_merge(config: Config, mailbox: Mailbo
     first, notify = open_case(config, mailbox, smtp)
     mailbox.append(mail(subject="Printer again", body="Same printer, other floor.\n", message_id="<req2@example.net>"))
     run_once(config)
-    store = Store.open(config.store.path)
+    store = open_store(config.store)
     second = max(c.id for c in store.list_cases())
     smtp.clear()
 
@@ -247,7 +249,7 @@ def test_assign_status_cc_remove_close_and_merge(config: Config, mailbox: Mailbo
     run_once(config)
     merged = store.db.execute("SELECT status, merged_into FROM cases WHERE id = ?", (second,)).fetchone()
     assert (merged["status"], merged["merged_into"]) == ("closed", first)
-    subjects = [m["subject"] for m in store.case_messages(first)]
+    subjects = [m.subject for m in store.case_messages(first)]
     assert "Printer again" in subjects
     assert store.case_messages(second) == []
     assert smtp.messages == [], "commands alone send nothing"
@@ -317,10 +319,10 @@ def test_staff_answer_reaches_the_requester_when_a_cc_needs_smtputf8_the_server_
     # The domain goes as IDNA; the address with a UTF-8 local part gets a copy of its own, which fails.
     assert relay.rcpt_tos == ("alice@example.net", "info@xn--bcher-kva.example")
     assert body(relay).startswith("Paper tray 2 was empty")
-    store = Store.open(config.store.path)
-    failed = [r for r in store.case_outbox(1) if r["state"] == "failed"]
-    assert [(r["purpose"], r["rcpt_to"]) for r in failed] == [("relay", "zoë@bücher.example")]
-    assert "5.6.7" in failed[0]["last_error"] and "SMTPUTF8" in failed[0]["last_error"]
+    store = open_store(config.store)
+    failed = [r for r in store.case_outbox(1) if r.state == "failed"]
+    assert [(r.purpose, r.rcpt_to) for r in failed] == [("relay", ("zoë@bücher.example",))]
+    assert "5.6.7" in failed[0].last_error and "SMTPUTF8" in failed[0].last_error
     assert mailbox.uids("Quarantine") == []
 
     run_once(config)

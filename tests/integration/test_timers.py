@@ -12,14 +12,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from structlog.testing import capture_logs
 
 from mailsvc.cli import main
 from mailsvc.config import Config, load_config
 from mailsvc.errors import TemplateError
 from mailsvc.imap import ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
-from mailsvc.model import Case, InboundMessage, MailDraft, QueueMail
-from mailsvc.report import Figures, build_report, case_facts, failed_mail
+from mailsvc.model import CancelTimers, Case, Decision, InboundMessage, MailDraft, QueueMail, Timer
+from mailsvc.parse import parse_message
+from mailsvc.report import Figures, build_report
 from mailsvc.scheduler import Scheduler
 from mailsvc.smtp import Sender
 from mailsvc.store import Store
@@ -93,12 +95,12 @@ class Desk:
         return self.store.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
 
     def timers(self, case_id: int = 1) -> list[tuple[str, str]]:
-        return [(r["kind"], r["state"]) for r in self.store.case_timers(case_id)]
+        return [(r.kind, r.state) for r in self.store.case_timers(case_id)]
 
     def report(self) -> Figures:
         """What `mailsvc report` would show for everything in the store."""
-        cases = [case_facts(dict(r)) for r in self.store.report_cases(0)]
-        failed = [failed_mail(dict(r)) for r in self.store.report_failed_mail(0)]
+        cases = self.store.report_cases(0)
+        failed = self.store.report_failed_mail(0)
         return build_report(cases, failed, now=self.clock(), since=datetime(2000, 1, 1, tzinfo=UTC)).total
 
     def purposes(self, mails: list[Captured]) -> list[str]:
@@ -195,8 +197,8 @@ def test_a_timer_that_cannot_be_carried_out_is_skipped_and_the_others_go_on(
     desk.tick()
     (reminder,) = desk.take()
     assert reminder.rcpt_tos == ("bo@example.net",)
-    (row,) = [r for r in desk.store.case_timers(1) if r["kind"] == "reminder"]
-    assert row["state"] == "skipped"
+    (row,) = [r for r in desk.store.case_timers(1) if r.kind == "reminder"]
+    assert row.state == "skipped"
     desk.tick()
     assert desk.take() == [], "not tried again and again"
 
@@ -349,7 +351,7 @@ def test_bouncing_requester_gets_no_automatic_mail_until_they_write(desk: Desk, 
     clock.advance(timedelta(days=3, minutes=1))
     desk.tick()
     assert desk.take() == []
-    events = [r["detail"] for r in desk.store.case_events(1) if r["event"] == "reminder_suppressed"]
+    events = [r.detail for r in desk.store.case_events(1) if r.event == "reminder_suppressed"]
     assert events == ["alice@example.net is bouncing"]
 
     # Alice writes again from the same address: it works, and she is acknowledged.
@@ -400,3 +402,30 @@ def test_auto_responder_that_keeps_the_subject_is_filed_and_answered_never(desk:
     assert [m for m in desk.take() if "ooo@example.net" in m.rcpt_tos] == []
     assert desk.store.db.execute("SELECT count(*) FROM cases").fetchone()[0] == 1
     assert desk.case()["status"] == "open"
+
+
+def test_a_timer_ended_between_the_look_and_the_fire_is_left_alone(
+    desk: Desk, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (new mail on the case, or another instance's scheduler) ends the timer after this
+    scheduler saw it due: nothing is sent, the timer keeps the other's outcome, the scheduler goes on."""
+    waiting_case(desk)
+    clock.advance(timedelta(days=3, minutes=1))
+    due_timers = desk.store.due_timers
+
+    def ended_meanwhile(now: datetime, limit: int = 200) -> dict[int, list[Timer]]:
+        due = due_timers(now, limit)
+        other = Store.open(desk.config.store.path)  # type: ignore[arg-type]
+        with other.transaction():
+            for case_id, timers in due.items():
+                cancel = CancelTimers(tuple(t.kind for t in timers), "the requester wrote")
+                other.apply_timers(Decision(case_id, "help", (cancel,)), parse_message(b""), desk.pipeline.compose, now)
+        other.close()
+        return due
+
+    monkeypatch.setattr(desk.store, "due_timers", ended_meanwhile)
+    with capture_logs() as logs:
+        desk.tick()
+    assert desk.take() == [], "no reminder for a timer another process ended"
+    assert ("reminder", "cancelled") in desk.timers()
+    assert [e["case_id"] for e in logs if e["event"] == "timers_handled_elsewhere"] == [1]

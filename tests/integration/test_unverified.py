@@ -45,7 +45,7 @@ def answer(desk: Desk, text: str) -> None:
 
 
 def events(desk: Desk) -> list[tuple[str, str]]:
-    return [(e["event"], e["detail"]) for e in desk.store.case_events(1)]
+    return [(e.event, e.detail) for e in desk.store.case_events(1)]
 
 
 def test_no_reminder_to_a_sender_that_failed_dmarc_until_it_writes_authenticated(desk: Desk, clock: Clock) -> None:

@@ -179,3 +179,30 @@ def test_example_metrics_and_report_sections_are_valid_once_uncommented() -> Non
     config = parse_config(raw, Path("/etc/mailsvc"))
     assert config.metrics is not None and config.metrics.listen == "127.0.0.1:9464"
     assert config.report is not None and config.report.schedule().weekday == 0
+
+
+def test_a_postgresql_store_is_checked_with_key_paths(tmp_path: Path) -> None:
+    url = "postgresql://mailsvc@db.example.org:5432/mailsvc"
+    raw = minimal()
+    raw["store"] = {"url": url, "password_file": str(tmp_path / "db-password")}
+    assert problems(raw) == [("store.password_file", f"cannot read {tmp_path / 'db-password'}: no such file")]
+    (tmp_path / "db-password").write_text("s3cret\n")
+    config = parse_config(raw, tmp_path)
+    assert (config.store.path, config.store.url, config.store.failover) == (None, url, 30.0)
+    assert config.store.secret() == "s3cret" and config.store.where == url
+    for store, reason in [
+        ({"path": "m.db", "url": url}, "give path (SQLite) or url (PostgreSQL), one of them"),
+        ({}, "give path (SQLite) or url (PostgreSQL), one of them"),
+        ({"url": "mysql://db/x"}, "url must look like postgresql://user@host:port/dbname"),
+        (
+            {"url": "postgresql://mailsvc:s3cret@db/x"},
+            "url must not hold the password: give password_file or password_env",
+        ),
+        ({"path": "m.db", "password_env": "X"}, "password_env belongs to a PostgreSQL url; path needs none"),
+        ({"url": url, "failover": 0}, None),
+    ]:
+        raw["store"] = store
+        found = problems(raw)
+        assert len(found) == 1 and found[0][0].startswith("store"), found
+        if reason is not None:
+            assert found == [("store", reason)]

@@ -9,6 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mailsvc import metrics
+from mailsvc.config import StoreConfig
 from mailsvc.store import Applied, Store
 
 
@@ -85,14 +86,14 @@ def test_listen_addresses_split_into_host_and_port() -> None:
 def test_store_gauges_are_read_at_scrape_and_a_failed_read_leaves_them_out(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "mailsvc.db")
     store.close()
-    good = metrics.StoreCollector(tmp_path / "mailsvc.db")
+    good = metrics.StoreCollector(StoreConfig(path=tmp_path / "mailsvc.db"))
     assert {f.name: f.samples[0].value for f in good.collect() if f.samples and not f.samples[0].labels} == {
         "mailsvc_outbox_queued": 0.0, "mailsvc_timers_due": 0.0, "mailsvc_timers_pending": 0.0,
     }  # fmt: skip
     good.close()
     errors = value("mailsvc_store_errors_total", component="metrics")
     (tmp_path / "not-a-db").mkdir()
-    bad = metrics.StoreCollector(tmp_path / "not-a-db")
+    bad = metrics.StoreCollector(StoreConfig(path=tmp_path / "not-a-db"))
     with capture_logs() as logs:
         assert list(bad.collect()) == []
     assert [e["event"] for e in logs] == ["metrics_store_read_failed"]

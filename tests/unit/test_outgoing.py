@@ -46,7 +46,7 @@ def test_the_acknowledgement_is_built_from_the_message_ingest_parsed(pipeline: P
     assert pipeline.build_pending().built == 1
     assert parses == []
     (row,) = pipeline.store.case_outbox(case_id or 0)
-    raw = pipeline.store.db.execute("SELECT raw FROM outbox WHERE id = ?", (row["id"],)).fetchone()[0]
+    raw = pipeline.store.db.execute("SELECT raw FROM outbox WHERE id = ?", (row.id,)).fetchone()[0]
     assert f"Subject: Re: Scanner offline [Help #{case_id}]".encode() in raw
 
 
@@ -75,6 +75,6 @@ def test_a_timer_mail_is_built_from_the_request_the_scheduler_parsed(tmp_path: P
     tick = Scheduler(pipeline).tick()
     assert (tick.timers, tick.mails) == (1, 1)
     escalation = store.case_outbox(case_id or 0)[-1]
-    assert (escalation["purpose"], escalation["rcpt_to"]) == ("escalation", "lead@example.org")
+    assert (escalation.purpose, escalation.rcpt_to) == ("escalation", ("lead@example.org",))
     assert parses == []
     store.close()

@@ -71,9 +71,9 @@ def test_apply_opens_case_files_message_and_queues_mail(store: Store) -> None:
     case_id = open_case(store, msg)
     case = store.case_by_id(case_id)
     assert case is not None and case.status is CaseStatus.OPEN and case.requester == msg.from_
-    assert [m["kind"] for m in store.case_messages(case_id)] == ["request"]
+    assert [m.kind for m in store.case_messages(case_id)] == ["request"]
     outbox = store.case_outbox(case_id)
-    assert [(o["purpose"], o["state"]) for o in outbox] == [("ack", "queued")]
+    assert [(o.purpose, o.state) for o in outbox] == [("ack", "queued")]
     # Both the received and the sent Message-ID thread to the case.
     assert store.case_by_message_ids(["<m1@example.net>"]).id == case_id  # type: ignore[union-attr]
     assert store.case_by_message_ids([f"<ack-{case_id}@example.org>"]).id == case_id  # type: ignore[union-attr]
@@ -120,7 +120,7 @@ def test_status_change_and_case_listing(store: Store) -> None:
         )
     assert [c.id for c in store.list_cases(CaseStatus.WAITING)] == [case_id]
     assert store.list_cases(CaseStatus.OPEN) == []
-    assert [e["event"] for e in store.case_events(case_id)][-1] == "status_changed"
+    assert [e.event for e in store.case_events(case_id)][-1] == "status_changed"
 
 
 def test_a_draft_is_not_sent_until_built_and_a_build_failure_is_a_failed_mail(store: Store) -> None:
@@ -136,7 +136,7 @@ def test_a_draft_is_not_sent_until_built_and_a_build_failure_is_a_failed_mail(st
     (due,) = store.due_mail(now=T0.timestamp())
     assert (due.case_id, due.raw) == (first, b"built")
     (failed,) = store.unnoticed_failures()
-    assert (failed["case_id"], failed["last_error"]) == (second, "cannot build: TemplateError: boom")
+    assert (failed.case_id, failed.last_error) == (second, "cannot build: TemplateError: boom")
 
 
 def test_outbox_lifecycle(store: Store) -> None:
@@ -152,7 +152,7 @@ def test_outbox_lifecycle(store: Store) -> None:
     store.mark_sent(again.id, T0.timestamp() + 61)
     assert store.next_due_at() is None
     (row,) = store.case_outbox(case_id)
-    assert (row["state"], row["attempts"]) == ("sent", 2)
+    assert (row.state, row.attempts) == ("sent", 2)
 
 
 def test_uidvalidity_change_resets_the_position(store: Store) -> None:
@@ -170,7 +170,7 @@ def test_requester_thread_names_what_the_requester_sent_or_received_only(store: 
     with store.transaction():
         store.apply(reply, message(message_id="<staff@example.org>", content_hash="h2"), MailRef("INBOX", 7, 2),
                     outgoing, T0)  # fmt: skip
-    ack, _notify, relay = (r["id"] for r in store.case_outbox(case_id))
+    ack, _notify, relay = (r.id for r in store.case_outbox(case_id))
     entries = store.requester_thread(case_id, before_outbox_id=relay + 1)
     assert [(e.message_id, e.from_requester) for e in entries] == [
         ("<m1@example.net>", True), (f"<ack-{case_id}@example.org>", False), (f"<relay-{case_id}@example.org>", False),
