@@ -199,6 +199,11 @@ class ImapSource:
             return
         client = self._client()
         client.idle()
+        if _buffered_input(client):
+            # Mail that came after the pass is announced with the IDLE continuation, in the same packet:
+            # idle_check polls the socket and would not see a line already in the client's buffer.
+            client.idle_done()
+            return
         renew_at = time.monotonic() + self.cfg.idle_renew
         # Short checks so a stop request is seen within a second.
         while not stop.is_set() and time.monotonic() < renew_at:
@@ -235,6 +240,20 @@ def login(client: IMAPClient, credentials: CredentialProvider) -> None:
         if credential.kind != "oauth2":
             raise
         _authenticate(client, credentials.credential(renew=True))
+
+
+def _buffered_input(client: IMAPClient) -> bool:
+    """Whether a server response is already waiting, read into imaplib's buffer or on the socket; reads nothing
+    the client would not read next anyway, and never blocks."""
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return bool(client._imap.file.peek(1))
+    except OSError:  # nothing to read now (a TLS socket says so with SSLWantReadError)
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 def _closed_by_peer(client: IMAPClient) -> bool:
