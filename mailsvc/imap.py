@@ -68,6 +68,7 @@ class ImapSource:
             )
         except ssl.SSLError as exc:
             raise TlsError.handshake(cfg.host, cfg.effective_port, exc) from None
+        quiet_imaplib(client)
         try:
             if cfg.tls is TlsMode.STARTTLS:
                 try:
@@ -215,6 +216,15 @@ class ImapSource:
             if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                 break
         client.idle_done()
+
+
+def quiet_imaplib(client: IMAPClient) -> None:
+    """Turn off imaplib's debug messages, which imapclient turns on (level 5) to hand them to a logger.
+
+    imaplib formats them whether or not anyone logs them: each fetched message's repr, twice (when the
+    literal is stored and when it is handed over), which held three more copies of a large message.
+    mailsvc logs through structlog and never shows them."""
+    client._imap.debug = 0
 
 
 def _authenticate(client: IMAPClient, credential: Credential) -> None:
