@@ -9,7 +9,7 @@ import binascii
 import codecs
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
@@ -170,10 +170,40 @@ def base64_size(text: str, piece: int = 1024 * 1024) -> int:
     return sum(len(decoded) for decoded in _base64_pieces(text, piece))
 
 
+def base64_size_of(pieces: Iterable[str]) -> int:
+    """How many bytes a base64 body given in pieces (of any size) decodes to."""
+    return sum(len(decoded) for decoded in decoded_pieces(pieces))
+
+
+def padding_at_end_only(pieces: Iterable[str]) -> bool:
+    """Whether the text the pieces make has "=" at its end only (`"=" not in text.rstrip().rstrip("=")`),
+    read without joining them: from its first "=" on, only "=" signs and then white space."""
+    state = 0  # 0: before the first "="; 1: in the "=" signs; 2: in the white space after them
+    for piece in pieces:
+        if state == 0:
+            at = piece.find("=")
+            if at < 0:
+                continue
+            piece, state = piece[at:], 1
+        if state == 1:
+            piece = piece.lstrip("=")
+            if not piece:
+                continue
+            state = 2
+        if piece and not piece.isspace():
+            return False
+    return True
+
+
 def _base64_pieces(text: str, piece: int) -> Iterator[bytes]:
+    return decoded_pieces(text[start : start + piece] for start in range(0, len(text), piece))
+
+
+def decoded_pieces(pieces: Iterable[str]) -> Iterator[bytes]:
+    """A base64 body given in pieces (of any size), decoded a piece at a time (stray characters skipped)."""
     carry = b""
-    for start in range(0, len(text), piece):
-        chunk = carry + _NOT_BASE64.sub(b"", text[start : start + piece].encode("ascii", "replace"))
+    for text in pieces:
+        chunk = carry + _NOT_BASE64.sub(b"", text.encode("ascii", "replace"))
         whole = len(chunk) - len(chunk) % 4
         yield binascii.a2b_base64(chunk[:whole])
         carry = chunk[whole:]

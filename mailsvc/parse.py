@@ -22,6 +22,8 @@ from mailsvc.mime import (
     SERIALIZE_POLICY,
     addresses,
     base64_size,
+    base64_size_of,
+    decoded_pieces,
     bounded_policy,
     clean_text,
     decode_base64,
@@ -29,10 +31,12 @@ from mailsvc.mime import (
     decode_bytes,
     decode_words,
     neutralise_charsets,
+    padding_at_end_only,
     read_header_block,
     safe_filename,
     strip_tags,
 )
+from mailsvc.mimeruns import RUN_MIN, SetAside, set_aside
 from mailsvc.model import Attachment, InboundMessage
 
 __all__ = ["ParseLimits", "content_hash", "html_to_text", "normalize_msgid", "parse_message", "safe_filename"]
@@ -44,6 +48,7 @@ class ParseLimits:
     max_depth: int = 20  # MIME nesting
     max_parts: int = 500
     max_headers: int = 1000  # header fields in the top-level header block
+    set_aside_over: int = RUN_MIN  # base64 lines in a row the email parser is not given (mimeruns)
 
 
 _HEADER_SCAN = 256 * 1024  # of a message over max_bytes, only this much is read for its headers
@@ -122,6 +127,7 @@ class _Body:
     attachments: list[Attachment] = field(default_factory=list)
     reason: str | None = None
     keep_data: bool = True  # attachments' bytes, or only their size
+    runs: SetAside = field(default_factory=lambda: SetAside(b"", ()))  # long bodies the parser was not given
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +190,9 @@ def _parse(raw: bytes, limits: ParseLimits, attachment_data: bool = True) -> Inb
 
 def _read_body(raw: bytes, limits: ParseLimits, problems: list[str], attachment_data: bool = True) -> _Body:
     policy = bounded_policy(problems)
+    skeleton, runs = set_aside(neutralise_charsets(raw), limits.set_aside_over)
     try:
-        message = _parse_mime(neutralise_charsets(raw), policy, limits.max_parts)
+        message = _parse_mime(skeleton, policy, limits.max_parts)
     except _TooManyParts:
         return _Body(reason="too_many_parts")
     except RecursionError:
@@ -193,7 +200,7 @@ def _read_body(raw: bytes, limits: ParseLimits, problems: list[str], attachment_
     except Exception as exc:
         problems.append(f"mime: {type(exc).__name__}")
         return _Body(reason="unparseable")
-    return _walk(message, limits, problems, attachment_data)
+    return _walk(message, limits, problems, attachment_data, runs)
 
 
 def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: int) -> EmailMessage:
@@ -214,9 +221,17 @@ def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: 
     return parser.close()
 
 
-def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str], attachment_data: bool = True) -> _Body:
+def _walk(
+    message: EmailMessage,
+    limits: ParseLimits,
+    problems: list[str],
+    attachment_data: bool = True,
+    runs: SetAside | None = None,
+) -> _Body:
     """Body and attachments, depth first in order; attached messages are not descended."""
     body = _Body(keep_data=attachment_data)
+    if runs is not None:
+        body.runs = runs
     stack: list[tuple[EmailMessage, int, str]] = [(message, 0, "")]
     seen = 0
     while stack:
@@ -234,6 +249,8 @@ def _walk(message: EmailMessage, limits: ParseLimits, problems: list[str], attac
             if not part.is_multipart():
                 _add_leaf(part, info, parent, body, problems)
             elif info.maintype == "message":
+                for block in part.walk():
+                    _restore(block, body.runs)
                 enclosed = _enclosed(part, info, problems)
                 body.attachments.append(enclosed if body.keep_data else replace(enclosed, data=b""))
             else:
@@ -283,6 +300,7 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
     inline_text = info.disposition != "attachment" and info.filename is None
     if inline_text and info.content_type == "text/html":
         if body.html is None:
+            _restore(part, body.runs)
             body.html = _part_text(part, info, problems)
         return
     # A multipart without usable boundary reaches here as one leaf: mail clients show it as text.
@@ -290,11 +308,15 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
         # Later inline text in a multipart/mixed continues the body (text around an inline image,
         # a list footer); inside multipart/alternative it would repeat it.
         if not body.plain or parent == "mixed":
+            _restore(part, body.runs)
             text = _part_text(part, info, problems)
             if text.strip() or not body.plain:
                 body.plain.append(text)
         return
-    size, data = _payload_size(part, problems) if not body.keep_data else (-1, _payload(part, problems))
+    if body.keep_data:
+        size, data = -1, _payload_of(part, problems, body.runs)
+    else:
+        size, data = _payload_size(part, problems, body.runs), b""
     body.attachments.append(
         Attachment(
             filename=safe_filename(info.filename or ""),
@@ -324,11 +346,51 @@ def _payload(part: EmailMessage, problems: list[str]) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def _payload_size(part: EmailMessage, problems: list[str]) -> tuple[int, bytes]:
-    """The decoded size of a leaf's body, without its bytes (a large base64 body is never decoded whole)."""
+def _payload_of(part: EmailMessage, problems: list[str], runs: SetAside) -> bytes:
+    """`_payload` of a leaf whose large base64 body the parser was not given: decoded in pieces from the
+    message's bytes, not put back whole first."""
+    held = _set_aside_base64(part, runs)
+    if held is not None:
+        return b"".join(decoded_pieces(runs.pieces(held)))
+    _restore(part, runs)
+    return _payload(part, problems)
+
+
+def _payload_size(part: EmailMessage, problems: list[str], runs: SetAside) -> int:
+    """The decoded size of a leaf's body, without its bytes (a large base64 body is never decoded whole,
+    nor one the parser was not given put back whole)."""
+    held = _set_aside_base64(part, runs)
+    if held is not None:
+        return base64_size_of(runs.pieces(held))
+    _restore(part, runs)
     if str(part.get("content-transfer-encoding") or "").lower() == "base64" and _large_plain_base64(part):
-        return base64_size(str(part.get_payload(decode=False))), b""
-    return len(_payload(part, problems)), b""
+        return base64_size(str(part.get_payload(decode=False)))
+    return len(_payload(part, problems))
+
+
+def _set_aside_base64(part: EmailMessage, runs: SetAside) -> str | None:
+    """The body the parser holds of a base64 leaf with runs set aside, when it is one that
+    `_large_plain_base64` would decode in pieces put back whole; else None."""
+    if str(part.get("content-transfer-encoding") or "").lower() != "base64":
+        return None
+    held = getattr(part, "_payload", None)
+    if not isinstance(held, str) or not runs.holds(held):
+        return None
+    if runs.length(held) > _FEED_BYTES and padding_at_end_only(runs.pieces(held)):
+        return held
+    return None
+
+
+def _restore(part: EmailMessage, runs: SetAside) -> None:
+    """Put back the runs the parser was not given into one part's body (and preamble, epilogue): what
+    the email package reads of it then is what it would have read of the message given whole."""
+    payload = getattr(part, "_payload", None)
+    if isinstance(payload, str) and runs.holds(payload):
+        part.set_payload(runs.restore(payload))
+    for name in ("preamble", "epilogue"):
+        text = getattr(part, name, None)
+        if isinstance(text, str) and runs.holds(text):
+            setattr(part, name, runs.restore(text))
 
 
 def _large_plain_base64(part: EmailMessage) -> bool:
