@@ -48,6 +48,7 @@ _UNSAFE_CHARSET = re.compile(rb"(?i)(=\?|\*\s*=\s*\"?)(\s*)(punycode|idna)")
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+_NOT_BASE64_BYTES = bytes(b for b in range(256) if _NOT_BASE64.fullmatch(bytes([b])))  # to delete, in one pass
 
 # The email package's header line test (feedparser.headerRE), less its "From " and continuation arms.
 _FIELD_LINE = re.compile(rb"[\041-\071\073-\176]*:")
@@ -180,17 +181,18 @@ def padding_at_end_only(pieces: Iterable[str]) -> bool:
     read without joining them: from its first "=" on, only "=" signs and then white space."""
     state = 0  # 0: before the first "="; 1: in the "=" signs; 2: in the white space after them
     for piece in pieces:
+        rest = piece
         if state == 0:
-            at = piece.find("=")
+            at = rest.find("=")
             if at < 0:
                 continue
-            piece, state = piece[at:], 1
+            rest, state = rest[at:], 1
         if state == 1:
-            piece = piece.lstrip("=")
-            if not piece:
+            rest = rest.lstrip("=")
+            if not rest:
                 continue
             state = 2
-        if piece and not piece.isspace():
+        if rest and not rest.isspace():
             return False
     return True
 
@@ -203,7 +205,7 @@ def decoded_pieces(pieces: Iterable[str]) -> Iterator[bytes]:
     """A base64 body given in pieces (of any size), decoded a piece at a time (stray characters skipped)."""
     carry = b""
     for text in pieces:
-        chunk = carry + _NOT_BASE64.sub(b"", text.encode("ascii", "replace"))
+        chunk = carry + text.encode("ascii", "replace").translate(None, _NOT_BASE64_BYTES)
         whole = len(chunk) - len(chunk) % 4
         yield binascii.a2b_base64(chunk[:whole])
         carry = chunk[whole:]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 __all__ = ["RUN_MIN", "SetAside", "set_aside"]
 
 RUN_MIN = 64 * 1024  # bytes of base64 lines in a row before they are set aside
-PIECE = 1024 * 1024
+PIECE = 256 * 1024  # characters of a run read back at a time
 
 # Whole lines of the base64 alphabet, with their line ends (LF or CRLF), one after another. Possessive:
 # a plain repeat keeps a backtracking entry per line (more than twice the run's size, for nothing).
