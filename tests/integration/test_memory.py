@@ -17,6 +17,7 @@ from mailsvc.testing.smtp_capture import SmtpCapture
 from tests.integration.test_service import Service
 
 MB = 1024 * 1024
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "mailsvc.service"
 
 
 def big_mail(n: int, size: int) -> bytes:
@@ -45,6 +46,12 @@ def peak_rss_mb(pid: int) -> float:
 # hashed and stored in pieces, 233 MB; fetched without imaplib's debug copies, 196 MB; with the long base64
 # runs set aside while the email package parses, 117 MB. The bound is the target of the unit's MemoryHigh=.
 EIGHT_24_MB_BOUND = 200
+
+
+def test_the_unit_holds_the_daemon_to_the_target() -> None:
+    settings = dict(line.split("=", 1) for line in UNIT.read_text().splitlines() if line.startswith("Memory"))
+    assert settings["MemoryHigh"] == f"{EIGHT_24_MB_BOUND}M"
+    assert int(settings["MemoryMax"].removesuffix("M")) > EIGHT_24_MB_BOUND
 
 
 def test_eight_messages_of_24_mb_are_held_one_at_a_time(
