@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
+
+from mailsvc.mime import padding_at_end_only
 
 __all__ = ["RUN_MIN", "SetAside", "set_aside"]
 
@@ -60,6 +63,29 @@ class SetAside:
     def restore(self, text: str) -> str:
         """`text` with its runs put back (whole: for the few readers that need it so)."""
         return "".join(self.pieces(text)) if self.holds(text) else text
+
+    def put_back(self, part: EmailMessage) -> None:
+        """The runs put back into what the parser holds of one part (body, preamble, epilogue): the email
+        package then reads it as it would have read the message given whole."""
+        payload = getattr(part, "_payload", None)
+        if isinstance(payload, str) and self.holds(payload):
+            part.set_payload(self.restore(payload))
+        for name in ("preamble", "epilogue"):
+            text = getattr(part, name, None)
+            if isinstance(text, str) and self.holds(text):
+                setattr(part, name, self.restore(text))
+
+    def base64_body(self, part: EmailMessage, over: int) -> str | None:
+        """What the parser holds of a base64 part with runs set aside, when it is one to read in pieces:
+        longer than `over` put back, and with padding at its end only. Else None."""
+        if str(part.get("content-transfer-encoding") or "").lower() != "base64":
+            return None
+        held = getattr(part, "_payload", None)
+        if not isinstance(held, str) or not self.holds(held):
+            return None
+        if self.length(held) > over and padding_at_end_only(self.pieces(held)):
+            return held
+        return None
 
 
 def set_aside(raw: bytes, minimum: int = RUN_MIN) -> tuple[bytes, SetAside]:

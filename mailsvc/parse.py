@@ -31,7 +31,6 @@ from mailsvc.mime import (
     decode_words,
     decoded_pieces,
     neutralise_charsets,
-    padding_at_end_only,
     read_header_block,
     safe_filename,
     strip_tags,
@@ -127,7 +126,7 @@ class _Body:
     attachments: list[Attachment] = field(default_factory=list)
     reason: str | None = None
     keep_data: bool = True  # attachments' bytes, or only their size
-    runs: SetAside = field(default_factory=lambda: SetAside(b"", ()))  # long bodies the parser was not given
+    runs: SetAside = field(default_factory=lambda: SetAside(b"", ()))  # base64 runs the parser was not given
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,16 +221,10 @@ def _parse_mime(raw: bytes, parse_policy: EmailPolicy[EmailMessage], max_parts: 
 
 
 def _walk(
-    message: EmailMessage,
-    limits: ParseLimits,
-    problems: list[str],
-    attachment_data: bool = True,
-    runs: SetAside | None = None,
+    message: EmailMessage, limits: ParseLimits, problems: list[str], attachment_data: bool, runs: SetAside
 ) -> _Body:
     """Body and attachments, depth first in order; attached messages are not descended."""
-    body = _Body(keep_data=attachment_data)
-    if runs is not None:
-        body.runs = runs
+    body = _Body(keep_data=attachment_data, runs=runs)
     stack: list[tuple[EmailMessage, int, str]] = [(message, 0, "")]
     seen = 0
     while stack:
@@ -250,7 +243,7 @@ def _walk(
                 _add_leaf(part, info, parent, body, problems)
             elif info.maintype == "message":
                 for block in part.walk():
-                    _restore(block, body.runs)
+                    body.runs.put_back(block)
                 enclosed = _enclosed(part, info, problems)
                 body.attachments.append(enclosed if body.keep_data else replace(enclosed, data=b""))
             else:
@@ -300,7 +293,7 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
     inline_text = info.disposition != "attachment" and info.filename is None
     if inline_text and info.content_type == "text/html":
         if body.html is None:
-            _restore(part, body.runs)
+            body.runs.put_back(part)
             body.html = _part_text(part, info, problems)
         return
     # A multipart without usable boundary reaches here as one leaf: mail clients show it as text.
@@ -308,7 +301,7 @@ def _add_leaf(part: EmailMessage, info: _PartInfo, parent: str, body: _Body, pro
         # Later inline text in a multipart/mixed continues the body (text around an inline image,
         # a list footer); inside multipart/alternative it would repeat it.
         if not body.plain or parent == "mixed":
-            _restore(part, body.runs)
+            body.runs.put_back(part)
             text = _part_text(part, info, problems)
             if text.strip() or not body.plain:
                 body.plain.append(text)
@@ -349,48 +342,23 @@ def _payload(part: EmailMessage, problems: list[str]) -> bytes:
 def _payload_of(part: EmailMessage, problems: list[str], runs: SetAside) -> bytes:
     """`_payload` of a leaf whose large base64 body the parser was not given: decoded in pieces from the
     message's bytes, not put back whole first."""
-    held = _set_aside_base64(part, runs)
+    held = runs.base64_body(part, _FEED_BYTES)
     if held is not None:
         return b"".join(decoded_pieces(runs.pieces(held)))
-    _restore(part, runs)
+    runs.put_back(part)
     return _payload(part, problems)
 
 
 def _payload_size(part: EmailMessage, problems: list[str], runs: SetAside) -> int:
     """The decoded size of a leaf's body, without its bytes (a large base64 body is never decoded whole,
     nor one the parser was not given put back whole)."""
-    held = _set_aside_base64(part, runs)
+    held = runs.base64_body(part, _FEED_BYTES)
     if held is not None:
         return base64_size_of(runs.pieces(held))
-    _restore(part, runs)
+    runs.put_back(part)
     if str(part.get("content-transfer-encoding") or "").lower() == "base64" and _large_plain_base64(part):
         return base64_size(str(part.get_payload(decode=False)))
     return len(_payload(part, problems))
-
-
-def _set_aside_base64(part: EmailMessage, runs: SetAside) -> str | None:
-    """The body the parser holds of a base64 leaf with runs set aside, when it is one that
-    `_large_plain_base64` would decode in pieces put back whole; else None."""
-    if str(part.get("content-transfer-encoding") or "").lower() != "base64":
-        return None
-    held = getattr(part, "_payload", None)
-    if not isinstance(held, str) or not runs.holds(held):
-        return None
-    if runs.length(held) > _FEED_BYTES and padding_at_end_only(runs.pieces(held)):
-        return held
-    return None
-
-
-def _restore(part: EmailMessage, runs: SetAside) -> None:
-    """Put back the runs the parser was not given into one part's body (and preamble, epilogue): what
-    the email package reads of it then is what it would have read of the message given whole."""
-    payload = getattr(part, "_payload", None)
-    if isinstance(payload, str) and runs.holds(payload):
-        part.set_payload(runs.restore(payload))
-    for name in ("preamble", "epilogue"):
-        text = getattr(part, name, None)
-        if isinstance(text, str) and runs.holds(text):
-            setattr(part, name, runs.restore(text))
 
 
 def _large_plain_base64(part: EmailMessage) -> bool:
