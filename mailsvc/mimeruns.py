@@ -36,9 +36,6 @@ class SetAside:
     spans: tuple[tuple[int, int], ...]
     mark: str = _MARK
 
-    def token(self, n: int) -> str:
-        return f"{self.mark}{n}."
-
     def holds(self, text: str) -> bool:
         return bool(self.spans) and self.mark in text
 
