@@ -3,34 +3,17 @@ until the requester writes authenticated mail on the case. Real Dovecot, real SM
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from mailsvc.cli import main
-from mailsvc.testing.dovecot import Mailbox
+from mailsvc.testing.desk import Clock, Desk
 from mailsvc.testing.sandbox import mail
-from mailsvc.testing.smtp_capture import SmtpCapture
 from tests.integration.test_staff import staff_reply
-from tests.integration.test_timers import START, Clock, Desk, make_config
 
 FORGED = {"Authentication-Results": "mx.example.org; dkim=none; dmarc=fail header.from=example.net"}
 SIGNED = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.net header.from=example.net"}
 SUPPRESSED = ("reminder_suppressed", "sender not verified: alice@example.net")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> Iterator[Desk]:
-    d = Desk(make_config(tmp_path, mailbox, smtp), mailbox, smtp, clock)
-    yield d
-    d.stop(final=True)
 
 
 def answer(desk: Desk, text: str) -> None:
