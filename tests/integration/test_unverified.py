@@ -3,8 +3,11 @@ until the requester writes authenticated mail on the case. Real Dovecot, real SM
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from mailsvc.cli import main
 from mailsvc.testing.desk import Clock, Desk
@@ -68,3 +71,36 @@ def test_an_unauthenticated_reply_keeps_automatic_mail_held(desk: Desk, clock: C
     assert [r[0] for r in desk.store.db.execute(marks)] == ["alice@example.net"]
     assert main(["forget", "alice@example.net", "-c", str(tmp_path / "mailsvc.yaml")]) == 0
     assert desk.store.db.execute(marks).fetchall() == [], "an erasure request erases the mark too"
+
+
+def listed_marks(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[str, bool, bool]]:
+    """`mailsvc cases list` by requester: the MARKS column, and the automatic and unverified flags of --json."""
+    capsys.readouterr()  # what the desk logged
+    assert main(["cases", "list", "-c", str(config)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["ID", "STATUS", "MARKS"]
+    columns = {cols[6]: cols[2] for cols in (row.split(maxsplit=7) for row in rows)}
+    assert main(["cases", "list", "--json", "-c", str(config)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    return {c["requester"]: (columns[c["requester"]], c["automatic"], c["unverified"]) for c in listed}
+
+
+def test_cases_list_marks_the_automatic_case_and_the_unverified_requester(
+    desk: Desk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk.deliver(
+        mail(subject="VPN drops", message_id="<req@example.net>", headers=FORGED),
+        mail(subject="[announce] Maintenance tonight", sender="list@lists.example.net",
+             headers={"List-Id": "<announce.lists.example.net>"}),
+        mail(subject="Printer jammed", sender="carol@example.net"),
+    )  # fmt: skip
+    config = tmp_path / "mailsvc.yaml"
+    assert listed_marks(config, capsys) == {
+        "alice@example.net": ("unverified", False, True),
+        "list@lists.example.net": ("auto", True, False),
+        "carol@example.net": ("-", False, False),
+    }
+
+    desk.deliver(mail(subject="Re: VPN drops [Help #1]", body="Version 5.2.\n", in_reply_to="<req@example.net>",
+                      headers=SIGNED))  # fmt: skip
+    assert listed_marks(config, capsys)["alice@example.net"] == ("-", False, False), "she proved herself"
