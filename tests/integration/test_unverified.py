@@ -30,8 +30,8 @@ def answer(desk: Desk, text: str) -> None:
     assert desk.case()["status"] == "waiting"
 
 
-def events(desk: Desk) -> list[tuple[str, str]]:
-    return [(e.event, e.detail) for e in desk.store.case_events(1)]
+def events(desk: Desk, case_id: int = 1) -> list[tuple[str, str]]:
+    return [(e.event, e.detail) for e in desk.store.case_events(case_id)]
 
 
 def test_no_reminder_to_a_sender_that_failed_dmarc_until_it_writes_authenticated(desk: Desk, clock: Clock) -> None:
@@ -104,3 +104,24 @@ def test_cases_list_marks_the_automatic_case_and_the_unverified_requester(
     desk.deliver(mail(subject="Re: VPN drops [Help #1]", body="Version 5.2.\n", in_reply_to="<req@example.net>",
                       headers=SIGNED))  # fmt: skip
     assert listed_marks(config, capsys)["alice@example.net"] == ("-", False, False), "she proved herself"
+
+
+def test_a_case_merged_in_brings_its_unverified_mark_and_automatic_mail_stays_held(desk: Desk, clock: Clock) -> None:
+    desk.deliver(mail(subject="VPN drops", message_id="<req@example.net>", headers=FORGED))
+    (notify_forged,) = desk.take()
+    desk.deliver(mail(subject="VPN drops again", message_id="<req2@example.net>"))
+    notify = next(m for m in desk.take() if m.rcpt_tos == ("bob@example.org",))
+    assert desk.store.unverified_senders(2, ["alice@example.net"]) == frozenset()
+
+    desk.deliver(staff_reply(notify_forged, "#merge 2"))  # Bob takes both for one conversation
+    assert desk.store.unverified_senders(2, ["alice@example.net"]) == {"alice@example.net"}
+    reason = "sender not verified: dmarc=fail header.from=example.net by mx.example.org"
+    assert ("marked_unverified", f"alice@example.net: no automatic mail (from case 1: {reason})") in events(desk, 2)
+
+    desk.deliver(staff_reply(notify, "Which client version do you run?"))
+    (relay,) = desk.take()
+    assert desk.purposes([relay]) == ["relay"] and relay.rcpt_tos == ("alice@example.net",), "people's answers go"
+    clock.advance(timedelta(days=3, minutes=1))
+    desk.tick()
+    assert desk.take() == [], "the reminder is automatic: held back on the merged case too"
+    assert SUPPRESSED in events(desk, 2)
