@@ -107,14 +107,16 @@ def test_backlog_skip_judges_old_mail_once_on_a_connection(
     source = ImapSource(config.imap, mailbox.password)  # one connection, many passes: the daemon's watcher
     source.connect()
     asked: list[list[int]] = []  # the UIDs of each FETCH of INTERNALDATE the real client sends
-    fetch = source._client().fetch
+    client = source.client
+    assert client is not None
+    fetch = client.fetch
 
     def counted(uids: list[int], data: list[str], *args: Any, **kwargs: Any) -> Any:
         if "INTERNALDATE" in data:
             asked.append(sorted(uids))
         return fetch(uids, data, *args, **kwargs)
 
-    monkeypatch.setattr(source._client(), "fetch", counted)
+    monkeypatch.setattr(client, "fetch", counted)
     try:
         assert ingest_pass(source, pipeline).skipped == 20
         assert [u for uids in asked for u in uids if u in old_uids] == old_uids, "judged at the first pass"
