@@ -238,17 +238,17 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def append_all(mailbox: Mailbox, raws: Sequence[bytes], chunk: int = 500) -> None:
+def append_all(mailbox: Mailbox, raws: Sequence[bytes], chunk: int = 500, folder: str = "INBOX") -> None:
     """Deliver messages in order over one connection (MULTIAPPEND in chunks)."""
     with mailbox.client() as client:
         multi = client.has_capability("MULTIAPPEND")
         for start in range(0, len(raws), chunk):
             part = list(raws[start : start + chunk])
             if multi:
-                client.multiappend("INBOX", part)
+                client.multiappend(folder, part)
             else:
                 for raw in part:
-                    client.append("INBOX", raw)
+                    client.append(folder, raw)
 
 
 def folder_count(mailbox: Mailbox, folder: str) -> int:

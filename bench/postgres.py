@@ -1,18 +1,26 @@
 """The PostgreSQL store in the benchmark: ingest msg/s with 1 and 3 instances, and the cost per message
-with 1,000 vs 100,000 cases, on a private cluster on 127.0.0.1 started for the run."""
+with 1,000 vs 100,000 cases, on a private cluster on 127.0.0.1 started for the run.
+
+The instance runs share the corpus out over three folders (a queue each, every conversation in one folder):
+with one folder, one instance watches it and the others can only send. Both runs have the same folders, so
+3 vs 1 is what scale-out gives for the same mail: each instance watches its share and all drain the outbox."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
+import zlib
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import yaml
 
-from bench.corpus import Generator
+from bench.corpus import CorpusMessage, Generator
 from bench.env import Bench, StoredMessage, append_all, mailsvc_cmd, run_measured
 from bench.ingest import build_store
 from bench.score import Correctness, score
@@ -29,11 +37,43 @@ def stored_messages_pg(url: str) -> list[StoredMessage]:
     return [StoredMessage(r[0] or "", r[1], r[2], r[3], r[4]) for r in rows]
 
 
-def _config(bench: Bench, folder: Path, mailbox: Any, url: str) -> Path:
+FOLDERS = ("INBOX", "Second", "Third")  # the instance runs' watched folders
+
+
+def _config(bench: Bench, folder: Path, mailbox: Any, url: str, folders: Sequence[str] = ("INBOX",)) -> Path:
     path = bench.config(folder, mailbox, folder / "unused.db")
     raw = yaml.safe_load(path.read_text())
     raw["store"] = {"url": url, "failover": 5}
+    queue = raw["queues"]["help"]
+    for name in folders[1:]:
+        raw["queues"][name.lower()] = {**queue, "address": f"{name.lower()}@example.org", "folder": name}
     return write_config(path, raw)
+
+
+def _deliver(mailbox: Any, corpus: Sequence[CorpusMessage], folders: Sequence[str]) -> None:
+    """Each conversation into one folder (its replies must not overtake their request in another)."""
+    shares: dict[str, list[bytes]] = {name: [] for name in folders}
+    for m in corpus:
+        shares[folders[zlib.crc32(m.thread.encode()) % len(folders)]].append(m.raw)
+    for name, raws in shares.items():
+        if name != "INBOX":
+            mailbox.create_folder(name)
+        append_all(mailbox, raws, folder=name)
+
+
+def _shares(folder: Path, count: int) -> dict[str, list[int]]:
+    """Per instance: the folders it watched, the messages it filed and the mails it sent."""
+    per: dict[str, list[int]] = {"folders": [], "filed": [], "sent": []}
+    for i in range(count):
+        seen: Counter[str] = Counter()
+        for line in (folder / f"run-{i}.log").read_text(errors="replace").splitlines():
+            try:
+                seen[json.loads(line)["event"]] += 1
+            except (ValueError, KeyError):
+                continue
+        for key, event in (("folders", "mailbox_lock_acquired"), ("filed", "message_threaded"), ("sent", "mail_sent")):
+            per[key].append(seen[event])
+    return per
 
 
 def _count(url: str, sql: str) -> int:
@@ -77,11 +117,12 @@ def run_pg_ingest(bench: Bench, pg: PrivatePostgres, n: int, seed: int) -> tuple
     for label, count in (("once", 0), ("1", 1), ("3", 3)):
         folder = bench.phase_dir(f"pg-ingest-{label}")
         mailbox = bench.mailbox(f"pg-ingest-{label}")
-        append_all(mailbox, [m.raw for m in corpus])
+        folders = FOLDERS if count else ("INBOX",)
+        _deliver(mailbox, corpus, folders)
         url = pg.url(pg.new_database(f"ingest_{label}"))
         PostgresStore.connect(url).close()  # the schema first: its creation is not what is measured
         close_pools()
-        config = _config(bench, folder, mailbox, url)
+        config = _config(bench, folder, mailbox, url, folders)
         bench.clear_mail()
         if count == 0:
             once = run_measured(mailsvc_cmd("once", "-c", str(config)), folder / "once.log")
@@ -90,6 +131,8 @@ def run_pg_ingest(bench: Bench, pg: PrivatePostgres, n: int, seed: int) -> tuple
             wall = once.wall_s
         else:
             wall = _instances(config, folder, count, n, url)
+            result[f"pg_ingest_{label}_shares"] = _shares(folder, count)
+            result["pg_ingest_folders"] = len(folders)
         result[f"pg_ingest_{label}_msgs_per_s"] = n / wall
         result[f"pg_ingest_{label}_wall_s"] = wall
         total += score(corpus, stored_messages_pg(url), bench.recorder.acks)

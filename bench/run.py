@@ -122,7 +122,9 @@ def build_rows(r: dict[str, Any], c: Correctness) -> list[Row]:
         rows.append(Row(f"ms per message, {large:,} vs {small:,} cases", r["scale_ms_per_msg_100k"],
                         r["scale_ms_per_msg_1k"], f"{small:,}", "ratio <= 1.2",
                         r["scale_cost_ratio_100k_vs_1k"] <= 1.2, "{:.2f}"))  # fmt: skip
-    pg_runs = (("once", "PostgreSQL, once"), ("1", "PostgreSQL, 1 instance"), ("3", "PostgreSQL, 3 instances"))
+    each = f", {r['pg_ingest_folders']} folders" if "pg_ingest_folders" in r else ""
+    pg_runs = (("once", "PostgreSQL, once"), ("1", f"PostgreSQL, 1 instance{each}"),
+               ("3", f"PostgreSQL, 3 instances{each}"))  # fmt: skip
     for label, name in pg_runs:
         key = f"pg_ingest_{label}_msgs_per_s"
         if key in r and "ingest_msgs_per_s" in r:

@@ -212,6 +212,8 @@ def watch_mailbox(
             stop.wait(delay)
         finally:
             source.close()
+        if lease.lost.is_set() and not stop.is_set():
+            log.info("mailbox_watch_stopped", folder=spec.key, reason="lock lost")
     lease.release()
     metrics.imap_disconnected(spec.key)
     if store is not None:

@@ -19,6 +19,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from mailsvc import metrics
+from mailsvc.alarm import Alarm
 from mailsvc.config import ImapConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
 from mailsvc.errors import TlsError
@@ -200,7 +201,8 @@ class ImapSource:
             client.expunge()
 
     def wait_for_mail(self, stop: threading.Event) -> None:
-        """Return when new mail may have arrived, the IDLE renewal is due, or `stop` is set."""
+        """Return when new mail may have arrived, the IDLE renewal is due, or `stop` is set (an `Alarm`
+        ends IDLE the moment it is set, a plain Event within a second)."""
         if not (self.cfg.idle and "IDLE" in self.capabilities):
             stop.wait(self.cfg.poll_interval)
             return
@@ -212,9 +214,15 @@ class ImapSource:
             client.idle_done()
             return
         renew_at = time.monotonic() + self.cfg.idle_renew
-        # Short checks so a stop request is seen within a second.
+        # Short checks so a stop request is seen within a second; an Alarm (a lost mailbox lock) at once.
         while not stop.is_set() and time.monotonic() < renew_at:
-            responses: list[Any] = client.idle_check(timeout=1.0)
+            if isinstance(stop, Alarm):
+                stop.wait_beside(client.socket(), 1.0)
+                if stop.is_set():
+                    break
+                responses: list[Any] = client.idle_check(timeout=0)
+            else:
+                responses = client.idle_check(timeout=1.0)
             # idle_check swallows the end of the stream and answers "nothing" at once, again and again:
             # without this the loop would spin until the renewal, blind to mail on a new connection.
             if any(r and r[0] == b"BYE" for r in responses) or (not responses and _closed_by_peer(client)):

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -214,3 +215,35 @@ def test_doctor_reads_the_schema_version_and_changes_nothing(url: str, tmp_path:
     raw["store"] = {"url": url.rsplit("/", 1)[0] + "/no_such_database"}
     with pytest.raises(CheckFailed, match="no_such_database"):
         check_pg_store(parse_config(raw, tmp_path))
+
+
+class _Recording:
+    """The store's connection, noting each query it is given."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.queries: list[tuple[str, Any]] = []
+
+    def execute(self, sql: str, parameters: Any = ()) -> Any:
+        self.queries.append((sql, parameters))
+        return self.db.execute(sql, parameters)
+
+
+def test_the_junk_mover_reads_its_pending_rows_by_index_not_every_message(url: str) -> None:
+    store = PostgresStore.connect(url, lease=LEASE)
+    try:
+        store.db.execute(
+            "INSERT INTO messages (state, mailbox, uidvalidity, uid, content_hash, dedupe_key, received_at, raw) "
+            "SELECT 'filed', 'INBOX', 1, n, 'h' || n, 'k' || n, n, convert_to(repeat('x', 1500), 'UTF8') "
+            "FROM generate_series(1, 20000) AS n"
+        )
+        store.db.execute("UPDATE messages SET junk_move = 'pending' WHERE uid % 5000 = 0")
+        store.db.execute("ANALYZE messages")
+        recording = _Recording(store.db)
+        store.db = recording  # type: ignore[assignment]
+        assert [row for row, _ in store.pending_junk_moves("INBOX")] == [5000, 10000, 15000, 20000]
+        [(sql, parameters)] = recording.queries
+        plan = "\n".join(row[0] for row in recording.db.execute("EXPLAIN " + sql, parameters))
+    finally:
+        store.close()
+    assert "messages_junk_pending" in plan and "Seq Scan" not in plan, plan
