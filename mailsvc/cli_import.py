@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import mailbox
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,8 +37,16 @@ def archive_messages(kind: str, path: Path) -> tuple[int, Iterator[bytes]]:
     """How many messages the archive holds, and their raw bytes in order."""
     box: mailbox.Mailbox[mailbox.Message]
     box = mailbox.mbox(path, create=False) if kind == "mbox" else mailbox.Maildir(path, factory=None, create=False)
-    keys = sorted(box.keys()) if kind == "maildir" else list(box.keys())
+    keys = sorted(box.keys(), key=maildir_order) if kind == "maildir" else list(box.keys())
     return len(keys), (box.get_bytes(k) for k in keys)
+
+
+def maildir_order(name: str) -> tuple[tuple[str, int], ...]:
+    """A Maildir file name's place in delivery order. Names start with the delivery time and carry the
+    microseconds and a counter unpadded ("1733.M99999P7Q9.host" comes before "1733.M100000P7Q10.host"), so
+    runs of digits compare as numbers: compared as text, a reply could be filed before what it answers."""
+    runs = re.findall(r"(\D*)(\d*)", name)
+    return tuple((text, int(digits) if digits else -1) for text, digits in runs if text or digits)
 
 
 def import_archive(

@@ -194,6 +194,31 @@ def test_import_an_archive_as_history(
     assert smtp.messages == []
 
 
+def test_maildir_import_files_in_delivery_order_when_the_names_sort_otherwise_as_text(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Maildir names carry the delivery microseconds unpadded: as text, M100000 (delivered later) sorts
+    before M99999, and the reply would open a case of its own before the mail it answers."""
+    config = make_config(tmp_path, mailbox, smtp)
+    first = mail(subject="Laptop broken", message_id="<l1@example.net>")
+    reply = mail(subject="Re: Laptop broken", message_id="<l2@example.net>", in_reply_to="<l1@example.net>",
+                 references="<l1@example.net>")  # fmt: skip
+    path = tmp_path / "archive"
+    for folder in ("new", "cur", "tmp"):
+        (path / folder).mkdir(parents=True)
+    (path / "new" / "1733500000.M99999P4242Q9.desk").write_bytes(first)
+    (path / "new" / "1733500000.M100000P4242Q10.desk").write_bytes(reply)
+    assert sorted(p.name for p in (path / "new").iterdir())[0].startswith("1733500000.M100000")
+
+    assert main(["import", "maildir", str(path), "-c", str(tmp_path / "mailsvc.yaml")]) == 0
+    assert "2 filed in 1 case(s)" in capsys.readouterr().out
+    (case,) = Store.open(config.store.path).list_cases()
+    assert [m.message_id for m in Store.open(config.store.path).case_messages(case.id)] == [
+        "<l1@example.net>",
+        "<l2@example.net>",
+    ]
+
+
 def test_import_refuses_an_unknown_queue_and_a_missing_archive(
     tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, capsys: pytest.CaptureFixture[str]
 ) -> None:
