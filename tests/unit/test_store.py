@@ -189,3 +189,22 @@ def test_requester_thread_stops_at_the_message_that_caused_the_mail(store: Store
     entries = store.requester_thread(case_id, draft.outbox_id, up_to_message=draft.cause)
     assert [e.message_id for e in entries] == ["<m1@example.net>"]
     assert len(store.requester_thread(case_id, draft.outbox_id)) == 2
+
+
+def test_the_junk_mover_reads_its_pending_rows_by_index_not_every_message(tmp_path: Path) -> None:
+    """The mover runs after every pass: with a store of 100,000 messages it must not read each row."""
+    store = Store.open(tmp_path / "store.db")
+    store.db.executemany(
+        "INSERT INTO messages (state, mailbox, uidvalidity, uid, content_hash, dedupe_key, received_at, raw) "
+        "VALUES ('filed', 'INBOX', 1, ?, ?, ?, ?, ?)",
+        [(n, f"h{n}", f"k{n}", n, b"x" * 1500) for n in range(1, 5001)],
+    )
+    store.db.execute("UPDATE messages SET junk_move = 'pending' WHERE uid % 1000 = 0")
+    store.db.commit()
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)  # the statement as run, its parameters bound
+    assert [row for row, _ in store.pending_junk_moves("INBOX")] == [1000, 2000, 3000, 4000, 5000]
+    store.db.set_trace_callback(None)
+    (sql,) = [s for s in statements if "junk_move" in s]
+    plan = " ".join(row[3] for row in store.db.execute("EXPLAIN QUERY PLAN " + sql))
+    assert "USING INDEX messages_junk_pending" in plan and "TEMP B-TREE" not in plan, plan
