@@ -32,7 +32,7 @@ from mailsvc.oauth.commands import cmd_oauth_login, cmd_oauth_status
 from mailsvc.parse import parse_message
 from mailsvc.report import build_report, format_table, parse_since, period_start, to_json
 from mailsvc.scrub import scrub
-from mailsvc.store import STORE_ERRORS, open_store
+from mailsvc.store import STORE_ERRORS, StoreContract, open_store
 from mailsvc.templatecheck import (
     check_config_templates,
     checked_files,
@@ -77,19 +77,35 @@ def cmd_cases_list(args: argparse.Namespace) -> int:
     store = open_store(load_config(args.config).store)
     junk = args.status == JUNK
     cases = store.list_cases(CaseStatus(args.status) if args.status and not junk else None, args.limit, junk=junk)
+    marks = {c.id: _marks(store, c) for c in cases}
     if args.json:
         rows = [
-            {"id": c.id, "queue": c.queue, "status": _status(c), "requester": c.requester.addr,
-             "subject": c.subject, "updated_at": c.updated_at.isoformat()}
+            {"id": c.id, "queue": c.queue, "status": _status(c), "automatic": AUTOMATIC in marks[c.id],
+             "unverified": UNVERIFIED in marks[c.id], "requester": c.requester.addr, "subject": c.subject,
+             "updated_at": c.updated_at.isoformat()}
             for c in cases
         ]  # fmt: skip
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'ID':>6}  {'STATUS':<9} {'QUEUE':<10} {'UPDATED':<19}  {'REQUESTER':<28} SUBJECT")
+    print(f"{'ID':>6}  {'STATUS':<9} {'MARKS':<15} {'QUEUE':<10} {'UPDATED':<19}  {'REQUESTER':<28} SUBJECT")
     for c in cases:
         updated = c.updated_at.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{c.id:>6}  {_status(c):<9} {c.queue:<10} {updated:<19}  {c.requester.addr:<28} {c.subject}")
+        shown = ",".join(marks[c.id]) or "-"
+        print(f"{c.id:>6}  {_status(c):<9} {shown:<15} {c.queue:<10} {updated:<19}  {c.requester.addr:<28} {c.subject}")
     return 0
+
+
+AUTOMATIC = "auto"
+UNVERIFIED = "unverified"
+
+
+def _marks(store: StoreContract, case: Case) -> list[str]:
+    """What sets the case apart in a listing: opened by automatic mail (no SLA until a person writes), and a
+    requester whose mail failed sender authentication (no automatic mail to them until they write authenticated)."""
+    marks = [AUTOMATIC] if case.automatic else []
+    if store.unverified_senders(case.id, [case.requester.addr]):
+        marks.append(UNVERIFIED)
+    return marks
 
 
 JUNK = "junk"

@@ -51,6 +51,7 @@ class ImapSource:
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
         self.capabilities: frozenset[str] = frozenset()
+        self._internal_dates: dict[int, datetime] = {}  # for this connection: see internal_dates
 
     @property
     def mailbox(self) -> str:
@@ -84,6 +85,7 @@ class ImapSource:
             raise
         self.client = client
         self.uidvalidity = int(selected[b"UIDVALIDITY"])
+        self._internal_dates = {}
         self.capabilities = frozenset(c.decode().upper() for c in client.capabilities())
 
     def close(self) -> None:
@@ -144,16 +146,20 @@ class ImapSource:
 
     def internal_dates(self, uids: Sequence[int]) -> dict[int, datetime]:
         """INTERNALDATE of each message (when the server received it); raises on IMAP errors, unlike
-        `arrival_times`, because what it decides (old mail or new) must not default silently."""
-        found: dict[int, datetime] = {}
-        for start in range(0, len(uids), 500):
-            data = self._client().fetch(list(uids[start : start + 500]), ["INTERNALDATE"])
-            found.update(
+        `arrival_times`, because what it decides (old mail or new) must not default silently.
+
+        No IMAP command changes a message's INTERNALDATE, so each is asked once a connection: mail the
+        backlog leaves alone (imap.backlog: skip) stays in the folder and is judged at every pass."""
+        known = self._internal_dates
+        missing = [u for u in uids if u not in known]
+        for start in range(0, len(missing), 500):
+            data = self._client().fetch(missing[start : start + 500], ["INTERNALDATE"])
+            known.update(
                 (int(uid), item[b"INTERNALDATE"].astimezone(UTC))
                 for uid, item in data.items()
                 if b"INTERNALDATE" in item
             )
-        return found
+        return {u: known[u] for u in uids if u in known}
 
     def mark_done(self, uids: Sequence[int]) -> None:
         """Leave processed mail in place: \\Seen, and the done keyword that keeps it from being processed again."""

@@ -579,7 +579,8 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 return "case_cc_removed", {"case_id": case_id, "cc": address}
             case MergeInto(target=target):
                 self._merge(case_id, target, now)
-                return "case_merged", {"case_id": case_id, "into": target}
+                carried = self._carry_unverified(case_id, target, now)
+                return "case_merged", {"case_id": case_id, "into": target, "unverified_carried": carried}
 
     def _add_cc(self, case_id: int, address: Address) -> None:
         self.db.execute(

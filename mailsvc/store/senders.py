@@ -106,6 +106,24 @@ class SenderQueries:
                 return "requester_unverified_cleared", {"case_id": case_id}
         raise StoreError(f"unknown action {type(action).__name__}")
 
+    def _carry_unverified(self, source: int, target: int, now: datetime) -> int:
+        """A merge: every address unverified on `source` is unverified on `target` too (their union). Staff
+        joining two conversations proves nothing about who sent the mail, so only an authenticated mail from
+        the address on the merged case lifts the mark, as on any case. Returns how many marks `target` gained."""
+        rows = self.db.execute(
+            "SELECT address, reason FROM unverified_senders WHERE case_id = ? AND address NOT IN "
+            "(SELECT address FROM unverified_senders WHERE case_id = ?) ORDER BY address",
+            (source, target),
+        ).fetchall()
+        for address, reason in rows:
+            self.db.execute(
+                "INSERT INTO unverified_senders (case_id, address, since, reason) VALUES (?, ?, ?, ?)",
+                (target, address, now.timestamp(), reason),
+            )
+            origin = f"from case {source}: {reason}" if reason else f"from case {source}"
+            self._event(target, now, "marked_unverified", f"{address}: no automatic mail ({origin})")
+        return len(rows)
+
     def unverified_senders(self, case_id: int, addresses: Sequence[str]) -> frozenset[str]:
         """Which of `addresses` are not verified on the case: the guard holds automatic mail to them."""
         keys = [a.lower() for a in addresses]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from mailsvc.config import Config
+from mailsvc.testing.desk import START, Clock, Desk, desk_config
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
 from mailsvc.testing.idp import IdentityProvider
 from mailsvc.testing.postgres import PrivatePostgres
@@ -136,3 +138,23 @@ def services() -> Iterator[list[Service]]:
     for service in started:
         if service.proc.poll() is None:
             service.stop()
+
+
+# -- A desk on a moved clock: the daemon's parts driven step by step (mailsvc.testing.desk) ------------------
+# A module overrides `clock` for another start, `desk_settings` for another configuration.
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+@pytest.fixture
+def desk_settings(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+    return desk_config(tmp_path, mailbox, smtp)
+
+
+@pytest.fixture
+def desk(desk_settings: Config, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> Iterator[Desk]:
+    with Desk(desk_settings, mailbox, smtp, clock) as d:
+        yield d

@@ -3,18 +3,18 @@ were answered, then the team's usual first-answer time; on a Saturday and over C
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from mailsvc.config import Config
+from mailsvc.testing.desk import Clock, Desk, desk_config
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail
 from mailsvc.testing.smtp_capture import SmtpCapture
 from tests.integration.test_staff import body, staff_reply
-from tests.integration.test_timers import Clock, Desk, make_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SLA = {
@@ -36,10 +36,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def desk(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> Iterator[Desk]:
-    d = Desk(make_config(tmp_path, mailbox, smtp, sla=SLA), mailbox, smtp, clock)
-    yield d
-    d.stop(final=True)
+def desk_settings(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+    return desk_config(tmp_path, mailbox, smtp, sla=SLA)
 
 
 def ack_text(desk: Desk, subject: str, sender: str = "Alice Example <alice@example.net>") -> str:

@@ -12,6 +12,8 @@ import pytest
 from mailsvc.cli import main
 from mailsvc.config import Config, load_config
 from mailsvc.daemon import run_once
+from mailsvc.imap import ImapSource
+from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.store import Store
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
@@ -92,6 +94,41 @@ def test_backlog_skip_leaves_old_mail_untouched_on_the_server(
     assert acks(smtp) == ["new0@example.net", "new1@example.net"]
     assert mailbox.uids() == old_uids, "the old mail stays where it was"
     assert [c.subject for c in Store.open(config.store.path).list_cases()] == ["new 1", "new 0"]
+
+
+def test_backlog_skip_judges_old_mail_once_on_a_connection(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config(tmp_path, mailbox, smtp, backlog="skip")
+    old_and_new(mailbox, 20, 2)
+    old_uids = mailbox.uids()[:20]
+    store = Store.open(config.store.path)
+    pipeline = Pipeline(config, store)
+    source = ImapSource(config.imap, mailbox.password)  # one connection, many passes: the daemon's watcher
+    source.connect()
+    asked: list[list[int]] = []  # the UIDs of each FETCH of INTERNALDATE the real client sends
+    client = source.client
+    assert client is not None
+    fetch = client.fetch
+
+    def counted(uids: list[int], data: list[str], *args: Any, **kwargs: Any) -> Any:
+        if "INTERNALDATE" in data:
+            asked.append(sorted(uids))
+        return fetch(uids, data, *args, **kwargs)
+
+    monkeypatch.setattr(client, "fetch", counted)
+    try:
+        assert ingest_pass(source, pipeline).skipped == 20
+        assert [u for uids in asked for u in uids if u in old_uids] == old_uids, "judged at the first pass"
+        asked.clear()
+        mailbox.append(mail(subject="later", sender="later@example.net"))
+        second = ingest_pass(source, pipeline)
+        assert second.skipped == 20 and second.filed == 1
+        assert [uids for uids in asked if set(uids) & set(old_uids)] == [], "no FETCH of INTERNALDATE again"
+    finally:
+        source.close()
+        store.close()
+    assert mailbox.uids() == old_uids, "the old mail stays where it was"
 
 
 def test_backlog_answer_is_todays_behaviour(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> None:

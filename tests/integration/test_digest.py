@@ -3,7 +3,6 @@ downtime, the same page from `mailsvc report --html`, and that page in a real br
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -13,45 +12,26 @@ import pytest
 
 from mailsvc import metrics
 from mailsvc.cli import main
-from mailsvc.config import Config, load_config
+from mailsvc.config import Config
 from mailsvc.testing.browser import Chromium, find_chromium
+from mailsvc.testing.desk import Clock, Desk, desk_config
 from mailsvc.testing.dovecot import Mailbox
-from mailsvc.testing.sandbox import mail, sandbox_config, write_config
+from mailsvc.testing.sandbox import mail
 from mailsvc.testing.smtp_capture import Captured, SmtpCapture
 from tests.integration.test_staff import body, staff_reply
-from tests.integration.test_timers import Clock, Desk
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TEAM = "team@example.org"
-# Wednesday 18 November 2026, 10:00 in Berlin.
-START = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
 
 
 def berlin(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=BERLIN).astimezone(UTC)
 
 
-def digest_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
-    raw = sandbox_config(
-        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-        smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
-        trust={"authserv_ids": ["mx.example.org"], "token_key": "test-token-key-0123456789"},
-    )  # fmt: skip
-    raw["queues"]["help"]["staff"] = [{"address": "bob@example.org", "name": "Bob Staff"}]
-    raw["report"] = {"mail_to": [TEAM], "every": "weekly", "at": "Mon 08:00", "timezone": "Europe/Berlin"}
-    return load_config(write_config(tmp_path / "mailsvc.yaml", raw))
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> Iterator[Desk]:
-    d = Desk(digest_config(tmp_path, mailbox, smtp), mailbox, smtp, clock)
-    yield d
-    d.stop(final=True)
+def desk_settings(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> Config:
+    report = {"mail_to": [TEAM], "every": "weekly", "at": "Mon 08:00", "timezone": "Europe/Berlin"}
+    return desk_config(tmp_path, mailbox, smtp, sections={"report": report})
 
 
 def digests(desk: Desk) -> list[Captured]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,29 @@ def raw_for(mailbox: Mailbox, capture: SmtpCapture, tmp_path: Path, /, **overrid
 def make_filing_folders(box: Mailbox) -> None:
     for folder in ("Processed", "Quarantine", "Junk"):
         box.create_folder(folder)
+
+
+OAuth2Login = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@pytest.fixture
+def oauth2_login(
+    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, relay_sink: SmtpCapture, tls_ca: ThrowawayCA,
+    tmp_path: Path,
+) -> OAuth2Login:  # fmt: skip
+    """The configuration of an OAuth2 IMAP login to the secure Dovecot with the given imap.oauth2 section
+    (SMTP through its submission service, with the password)."""
+
+    def config(oauth: dict[str, Any]) -> dict[str, Any]:
+        return secure.config_dict(
+            secure_mailbox, relay_sink, tmp_path / "mailsvc.db",
+            imap_section=secure.imap(secure_dovecot, secure_mailbox.user, tls_ca.cert_file, auth="oauth2",
+                                     oauth2=oauth),
+            smtp_section=secure.submission(secure_dovecot, secure_mailbox.user, tls_ca.cert_file,
+                                           password=secure_mailbox.password),
+        )  # fmt: skip
+
+    return config
 
 
 def run(tmp_path: Path, raw: dict[str, Any], *, fix: bool = False) -> tuple[int, str]:
@@ -186,16 +210,9 @@ def test_smtp_certificates_untrusted_or_for_another_name(mailbox: Mailbox, tls_c
 
 
 def test_an_oauth2_account_without_a_login_is_told_to_sign_in(
-    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, idp: IdentityProvider, tls_ca: ThrowawayCA,
-    relay_sink: SmtpCapture, tmp_path: Path,
-) -> None:  # fmt: skip
-    oauth = secure.oauth2(idp, tls_ca.cert_file)
-    raw = secure.config_dict(
-        secure_mailbox, relay_sink, tmp_path / "mailsvc.db",
-        imap_section=secure.imap(secure_dovecot, secure_mailbox.user, tls_ca.cert_file, auth="oauth2", oauth2=oauth),
-        smtp_section=secure.submission(secure_dovecot, secure_mailbox.user, tls_ca.cert_file,
-                                       password=secure_mailbox.password),
-    )  # fmt: skip
+    oauth2_login: OAuth2Login, idp: IdentityProvider, tls_ca: ThrowawayCA, tmp_path: Path
+) -> None:
+    raw = oauth2_login(secure.oauth2(idp, tls_ca.cert_file))
     code, output = run(tmp_path, raw)
     assert code == 1
     seen = states(output)
@@ -206,16 +223,9 @@ def test_an_oauth2_account_without_a_login_is_told_to_sign_in(
 
 
 def test_a_clock_far_from_the_identity_providers_fails(
-    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, idp: IdentityProvider, tls_ca: ThrowawayCA,
-    relay_sink: SmtpCapture, tmp_path: Path,
-) -> None:  # fmt: skip
-    oauth = secure.oauth2(idp, tls_ca.cert_file)
-    raw = secure.config_dict(
-        secure_mailbox, relay_sink, tmp_path / "mailsvc.db",
-        imap_section=secure.imap(secure_dovecot, secure_mailbox.user, tls_ca.cert_file, auth="oauth2", oauth2=oauth),
-        smtp_section=secure.submission(secure_dovecot, secure_mailbox.user, tls_ca.cert_file,
-                                       password=secure_mailbox.password),
-    )  # fmt: skip
+    oauth2_login: OAuth2Login, idp: IdentityProvider, tls_ca: ThrowawayCA, tmp_path: Path
+) -> None:
+    raw = oauth2_login(secure.oauth2(idp, tls_ca.cert_file))
     idp.clock_offset = 3600.0
     code, output = run(tmp_path, raw)
     assert code == 1
@@ -225,18 +235,12 @@ def test_a_clock_far_from_the_identity_providers_fails(
 
 
 def test_an_unreachable_identity_provider_tells_no_time(
-    secure_dovecot: SecureDovecot, secure_mailbox: Mailbox, tls_ca: ThrowawayCA, relay_sink: SmtpCapture,
-    tmp_path: Path,
-) -> None:  # fmt: skip
+    oauth2_login: OAuth2Login, tls_ca: ThrowawayCA, tmp_path: Path
+) -> None:
     root = f"https://127.0.0.1:{closed_port()}/tenant/oauth2/v2.0"
     oauth = {"provider": "generic", "client_id": "mailsvc-test", "ca_file": str(tls_ca.cert_file),
              "token_endpoint": f"{root}/token", "device_authorization_endpoint": f"{root}/devicecode"}  # fmt: skip
-    raw = secure.config_dict(
-        secure_mailbox, relay_sink, tmp_path / "mailsvc.db",
-        imap_section=secure.imap(secure_dovecot, secure_mailbox.user, tls_ca.cert_file, auth="oauth2", oauth2=oauth),
-        smtp_section=secure.submission(secure_dovecot, secure_mailbox.user, tls_ca.cert_file,
-                                       password=secure_mailbox.password),
-    )  # fmt: skip
+    raw = oauth2_login(oauth)
     code, output = run(tmp_path, raw)
     assert code == 1  # no login yet
     assert "[ ok ] clock: no server told its time" in output

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from mailsvc.cli import main
-from mailsvc.config import Config, load_config
+from mailsvc.config import Config
 from mailsvc.daemon import run_once
 from mailsvc.ingest import Pipeline
 from mailsvc.scheduler import Scheduler
 from mailsvc.store import Store
+from mailsvc.testing.desk import desk_config
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail, sandbox_config, write_config
 from mailsvc.testing.smtp_capture import SmtpCapture
@@ -24,14 +25,7 @@ SIGNED = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.
 
 
 def make_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, closed_after: str) -> Config:
-    raw = sandbox_config(
-        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-        smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
-        trust={"authserv_ids": ["mx.example.org"], "token_key": "test-token-key-0123456789"},
-    )  # fmt: skip
-    raw["queues"]["help"]["staff"] = [{"address": "bob@example.org", "name": "Bob Staff"}]
-    raw["queues"]["help"]["retention"] = {"closed_after": closed_after}
-    return load_config(write_config(tmp_path / "mailsvc.yaml", raw))
+    return desk_config(tmp_path, mailbox, smtp, retention={"closed_after": closed_after})
 
 
 def with_attachment() -> bytes:

@@ -338,6 +338,23 @@ def test_a_requester_marked_unverified_is_held_until_cleared_or_forgotten(store:
     assert store.unverified_senders(other, ["alice@example.net"]) == frozenset()
 
 
+def test_a_merge_carries_the_unverified_marks_into_the_case_merged_into(store: StoreContract) -> None:
+    target = open_case(store, message(), REF, MarkUnverified("zoe@example.net", "dmarc=fail"))
+    source = open_case(store, message(message_id="<m2@example.net>", content_hash="h2"), MailRef("INBOX", 7, 2),
+                       MarkUnverified("alice@example.net", "dmarc=fail"),
+                       MarkUnverified("zoe@example.net", "not authenticated"))  # fmt: skip
+    addresses = ["alice@example.net", "zoe@example.net", "bob@example.org"]
+    assert store.unverified_senders(target, addresses) == {"zoe@example.net"}
+    with store.transaction():
+        store.apply_timers(Decision(source, "help", (MergeInto(target),)), message(), compose, T0)
+    assert store.unverified_senders(target, addresses) == {"alice@example.net", "zoe@example.net"}
+    carried = [e.detail for e in store.case_events(target) if e.event == "marked_unverified"]
+    assert carried == [
+        "zoe@example.net: no automatic mail (dmarc=fail)",
+        f"alice@example.net: no automatic mail (from case {source}: dmarc=fail)",
+    ], "a mark the case had already stays as it was"
+
+
 def test_a_large_message_is_stored_whole_and_its_hash_read_without_its_bytes(store: StoreContract) -> None:
     raw = bytes(range(256)) * (5 * 1024 * 1024 // 256 + 3)  # over the piece the SQLite store writes at a time
     msg = message(raw=raw, content_hash="big")

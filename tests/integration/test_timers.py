@@ -4,132 +4,25 @@ auto-responder that answers everything. Real Dovecot, real SMTP, the daemon's re
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from structlog.testing import capture_logs
 
 from mailsvc.cli import main
-from mailsvc.config import Config, load_config
 from mailsvc.errors import TemplateError
-from mailsvc.imap import ImapSource
-from mailsvc.ingest import Pipeline, ingest_pass
 from mailsvc.model import CancelTimers, Case, Decision, InboundMessage, MailDraft, QueueMail, Timer
 from mailsvc.parse import parse_message
-from mailsvc.report import Figures, build_report
-from mailsvc.scheduler import Scheduler
-from mailsvc.smtp import Sender
 from mailsvc.store import Store
+from mailsvc.testing.desk import START, Clock, Desk, desk_config
 from mailsvc.testing.dovecot import Mailbox
-from mailsvc.testing.sandbox import mail, sandbox_config, write_config
-from mailsvc.testing.smtp_capture import Captured, SmtpCapture
+from mailsvc.testing.sandbox import mail
+from mailsvc.testing.smtp_capture import SmtpCapture
 from tests.integration.test_staff import body, dsn_for, staff_reply
 
 BERLIN = ZoneInfo("Europe/Berlin")
-# A Wednesday morning, so three days later is a working day too.
-START = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-class Desk:
-    """The daemon's parts on one store, driven step by step: deliver, ingest, fire timers, send."""
-
-    def __init__(self, config: Config, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> None:
-        self.config, self.mailbox, self.smtp, self.clock = config, mailbox, smtp, clock
-        self.loop = asyncio.new_event_loop()  # the sender's SMTP connection lives on one loop
-        self.start()
-
-    def start(self) -> None:
-        """(Re)start: fresh connections and objects over the same store file, as after a restart."""
-        self.store = Store.open(self.config.store.path)
-        self.pipeline = Pipeline(self.config, self.store, clock=self.clock)
-        self.scheduler = Scheduler(self.pipeline)
-        self.sender = Sender(self.config.smtp, "", self.store, clock=lambda: self.clock().timestamp())
-
-    def stop(self, *, final: bool = False) -> None:
-        self.loop.run_until_complete(self.sender.close())
-        self.store.close()
-        if final:
-            self.loop.close()
-
-    def deliver(self, *raws: bytes) -> None:
-        for raw in raws:
-            self.mailbox.append(raw)
-        source = ImapSource(self.config.imap, self.mailbox.password)
-        source.connect()
-        try:
-            ingest_pass(source, self.pipeline)
-        finally:
-            source.close()
-        self.send()
-
-    def tick(self) -> None:
-        self.scheduler.tick()
-        self.send()
-
-    def send(self) -> None:
-        self.loop.run_until_complete(self.sender.drain())
-
-    def take(self) -> list[Captured]:
-        """The mail sent since the last take."""
-        got = list(self.smtp.messages)
-        self.smtp.clear()
-        return got
-
-    def case(self, case_id: int = 1) -> Any:
-        return self.store.db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
-
-    def timers(self, case_id: int = 1) -> list[tuple[str, str]]:
-        return [(r.kind, r.state) for r in self.store.case_timers(case_id)]
-
-    def report(self) -> Figures:
-        """What `mailsvc report` would show for everything in the store."""
-        cases = self.store.report_cases(0)
-        failed = self.store.report_failed_mail(0)
-        return build_report(cases, failed, now=self.clock(), since=datetime(2000, 1, 1, tzinfo=UTC)).total
-
-    def purposes(self, mails: list[Captured]) -> list[str]:
-        """What each mail is, as the outbox recorded it (its purpose), found by Message-ID."""
-        query = "SELECT purpose FROM outbox WHERE message_id = ?"
-        return [self.store.db.execute(query, (m.message["Message-ID"],)).fetchone()["purpose"] for m in mails]
-
-
-def make_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, **queue: Any) -> Config:
-    raw = sandbox_config(
-        imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-        smtp_port=smtp.port, store=tmp_path / "mailsvc.db",
-        trust={"authserv_ids": ["mx.example.org"], "token_key": "test-token-key-0123456789"},
-    )  # fmt: skip
-    raw["queues"]["help"]["staff"] = [{"address": "bob@example.org", "name": "Bob Staff"}]
-    raw["queues"]["help"].update(queue)
-    return load_config(write_config(tmp_path / "mailsvc.yaml", raw))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> Iterator[Desk]:
-    d = Desk(make_config(tmp_path, mailbox, smtp), mailbox, smtp, clock)
-    yield d
-    d.stop(final=True)
 
 
 def waiting_case(desk: Desk) -> None:
@@ -236,8 +129,7 @@ def test_first_response_sla_counts_business_hours_over_a_weekend(
     }  # fmt: skip
     friday_3pm = datetime(2026, 11, 20, 15, 0, tzinfo=BERLIN).astimezone(UTC)
     clock = Clock(friday_3pm)
-    desk = Desk(make_config(tmp_path, mailbox, smtp, sla=sla), mailbox, smtp, clock)
-    try:
+    with Desk(desk_config(tmp_path, mailbox, smtp, sla=sla), mailbox, smtp, clock) as desk:
         desk.deliver(mail(subject="Printer on fire", message_id="<fire@example.net>"))
         desk.take()
 
@@ -258,14 +150,12 @@ def test_first_response_sla_counts_business_hours_over_a_weekend(
         assert second.rcpt_tos == ("head@example.org",) and "Level 2" in body(second)
         figures = desk.report()
         assert (figures.sla_1_breached, figures.sla_2_breached, figures.breach_rate) == (1, 1, 1.0)
-    finally:
-        desk.stop(final=True)
 
 
-def test_a_staff_answer_in_time_means_no_escalation(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture) -> None:
-    clock = Clock(START)
-    desk = Desk(make_config(tmp_path, mailbox, smtp, sla={"first_response": "4h"}), mailbox, smtp, clock)
-    try:
+def test_a_staff_answer_in_time_means_no_escalation(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock
+) -> None:
+    with Desk(desk_config(tmp_path, mailbox, smtp, sla={"first_response": "4h"}), mailbox, smtp, clock) as desk:
         desk.deliver(mail(subject="Printer", message_id="<p@example.net>"))
         notify = next(m for m in desk.take() if "bob@example.org" in m.rcpt_tos)
         clock.advance(timedelta(hours=3))
@@ -276,8 +166,6 @@ def test_a_staff_answer_in_time_means_no_escalation(tmp_path: Path, mailbox: Mai
         assert desk.take() == []
         assert ("sla_1", "cancelled") in desk.timers()
         assert desk.case()["first_response_at"] == pytest.approx((START + timedelta(hours=3)).timestamp())
-    finally:
-        desk.stop(final=True)
 
 
 def test_satisfaction_answers_are_recorded_and_never_reopen(desk: Desk, clock: Clock) -> None:

@@ -3,34 +3,20 @@ until the requester writes authenticated mail on the case. Real Dovecot, real SM
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from mailsvc.cli import main
-from mailsvc.testing.dovecot import Mailbox
+from mailsvc.testing.desk import Clock, Desk
 from mailsvc.testing.sandbox import mail
-from mailsvc.testing.smtp_capture import SmtpCapture
 from tests.integration.test_staff import staff_reply
-from tests.integration.test_timers import START, Clock, Desk, make_config
 
 FORGED = {"Authentication-Results": "mx.example.org; dkim=none; dmarc=fail header.from=example.net"}
 SIGNED = {"Authentication-Results": "mx.example.org; dkim=pass header.d=example.net header.from=example.net"}
 SUPPRESSED = ("reminder_suppressed", "sender not verified: alice@example.net")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def desk(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, clock: Clock) -> Iterator[Desk]:
-    d = Desk(make_config(tmp_path, mailbox, smtp), mailbox, smtp, clock)
-    yield d
-    d.stop(final=True)
 
 
 def answer(desk: Desk, text: str) -> None:
@@ -44,8 +30,8 @@ def answer(desk: Desk, text: str) -> None:
     assert desk.case()["status"] == "waiting"
 
 
-def events(desk: Desk) -> list[tuple[str, str]]:
-    return [(e.event, e.detail) for e in desk.store.case_events(1)]
+def events(desk: Desk, case_id: int = 1) -> list[tuple[str, str]]:
+    return [(e.event, e.detail) for e in desk.store.case_events(case_id)]
 
 
 def test_no_reminder_to_a_sender_that_failed_dmarc_until_it_writes_authenticated(desk: Desk, clock: Clock) -> None:
@@ -85,3 +71,57 @@ def test_an_unauthenticated_reply_keeps_automatic_mail_held(desk: Desk, clock: C
     assert [r[0] for r in desk.store.db.execute(marks)] == ["alice@example.net"]
     assert main(["forget", "alice@example.net", "-c", str(tmp_path / "mailsvc.yaml")]) == 0
     assert desk.store.db.execute(marks).fetchall() == [], "an erasure request erases the mark too"
+
+
+def listed_marks(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[str, bool, bool]]:
+    """`mailsvc cases list` by requester: the MARKS column, and the automatic and unverified flags of --json."""
+    capsys.readouterr()  # what the desk logged
+    assert main(["cases", "list", "-c", str(config)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["ID", "STATUS", "MARKS"]
+    columns = {cols[6]: cols[2] for cols in (row.split(maxsplit=7) for row in rows)}
+    assert main(["cases", "list", "--json", "-c", str(config)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    return {c["requester"]: (columns[c["requester"]], c["automatic"], c["unverified"]) for c in listed}
+
+
+def test_cases_list_marks_the_automatic_case_and_the_unverified_requester(
+    desk: Desk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk.deliver(
+        mail(subject="VPN drops", message_id="<req@example.net>", headers=FORGED),
+        mail(subject="[announce] Maintenance tonight", sender="list@lists.example.net",
+             headers={"List-Id": "<announce.lists.example.net>"}),
+        mail(subject="Printer jammed", sender="carol@example.net"),
+    )  # fmt: skip
+    config = tmp_path / "mailsvc.yaml"
+    assert listed_marks(config, capsys) == {
+        "alice@example.net": ("unverified", False, True),
+        "list@lists.example.net": ("auto", True, False),
+        "carol@example.net": ("-", False, False),
+    }
+
+    desk.deliver(mail(subject="Re: VPN drops [Help #1]", body="Version 5.2.\n", in_reply_to="<req@example.net>",
+                      headers=SIGNED))  # fmt: skip
+    assert listed_marks(config, capsys)["alice@example.net"] == ("-", False, False), "she proved herself"
+
+
+def test_a_case_merged_in_brings_its_unverified_mark_and_automatic_mail_stays_held(desk: Desk, clock: Clock) -> None:
+    desk.deliver(mail(subject="VPN drops", message_id="<req@example.net>", headers=FORGED))
+    (notify_forged,) = desk.take()
+    desk.deliver(mail(subject="VPN drops again", message_id="<req2@example.net>"))
+    notify = next(m for m in desk.take() if m.rcpt_tos == ("bob@example.org",))
+    assert desk.store.unverified_senders(2, ["alice@example.net"]) == frozenset()
+
+    desk.deliver(staff_reply(notify_forged, "#merge 2"))  # Bob takes both for one conversation
+    assert desk.store.unverified_senders(2, ["alice@example.net"]) == {"alice@example.net"}
+    reason = "sender not verified: dmarc=fail header.from=example.net by mx.example.org"
+    assert ("marked_unverified", f"alice@example.net: no automatic mail (from case 1: {reason})") in events(desk, 2)
+
+    desk.deliver(staff_reply(notify, "Which client version do you run?"))
+    (relay,) = desk.take()
+    assert desk.purposes([relay]) == ["relay"] and relay.rcpt_tos == ("alice@example.net",), "people's answers go"
+    clock.advance(timedelta(days=3, minutes=1))
+    desk.tick()
+    assert desk.take() == [], "the reminder is automatic: held back on the merged case too"
+    assert SUPPRESSED in events(desk, 2)
