@@ -12,8 +12,6 @@ from pathlib import Path
 
 from mailsvc.config import load_config
 from mailsvc.store import Store
-from mailsvc.store.copy import CopyMismatch, TargetNotEmpty, copy_store
-from mailsvc.store.postgres import PostgresStore
 
 
 def _bar(table: str, done: int, total: int) -> None:
@@ -42,6 +40,10 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
     if not config.store.path.exists():
         print(f"mailsvc store copy: there is no store at {config.store.path}", file=sys.stderr)
         return 1
+    # psycopg is imported here, not with the CLI: every other command starts without it.
+    from mailsvc.store.copy import CopyMismatch, TargetNotEmpty, copy_store  # noqa: PLC0415
+    from mailsvc.store.postgres import PostgresStore  # noqa: PLC0415
+
     source = Store.open(config.store.path, config.store.busy_timeout)
     try:
         target = PostgresStore.connect(args.to, _password(args))

@@ -27,7 +27,6 @@ from mailsvc.credentials import mailbox_credentials, provider_for
 from mailsvc.errors import ConfigError, MailsvcError, OAuthError
 from mailsvc.imap import IMAP_ERRORS, ImapSource
 from mailsvc.ingest import Pipeline, ingest_pass
-from mailsvc.instances import lease_for, listen
 from mailsvc.log import get_logger
 from mailsvc.metrics import serve_metrics
 from mailsvc.scheduler import Scheduler
@@ -170,6 +169,8 @@ def watch_mailbox(
     backoff = Backoff(spec.imap.retry_base, spec.imap.retry_cap)
     store: Store | None = None
     pipeline: Pipeline | None = None
+    from mailsvc.instances import lease_for  # noqa: PLC0415 (psycopg: not imported by `mailsvc once`)
+
     # With PostgreSQL, only the instance holding the mailbox's lease watches it; `lost` ends its IDLE at once.
     lease = lease_for(config.store, spec.key, stop)
     while lease.acquire(stop):
@@ -306,6 +307,8 @@ class Generation:
         self.tasks.add(asyncio.create_task(thread, name="scheduler"))
         if config.store.url is not None:
             # Other instances' new mail and timers wake this one's sender and scheduler.
+            from mailsvc.instances import listen  # noqa: PLC0415 (psycopg only with a PostgreSQL store)
+
             thread = asyncio.to_thread(listen, config.store, self.stop_threads, wake_sender, self.timer_wake.set)
             self.tasks.add(asyncio.create_task(thread, name="listener"))
 

@@ -6,6 +6,7 @@ is not a terminal (journald, files), readable lines when it is.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -20,10 +21,16 @@ from mailsvc.trust import redact_tokens
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|credential", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1024)
+def _names_secret(key: str) -> bool:
+    # Every field of every event is asked; the keys are a few dozen names, searched once each.
+    return _SECRET_KEYS.search(key) is not None
+
+
 def redact_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """No password or token reaches a log line, whatever a caller passes."""
     for key, value in event.items():
-        if _SECRET_KEYS.search(key):
+        if _names_secret(key):
             event[key] = "[redacted]"
         elif isinstance(value, str) and "+c" in value:
             event[key] = redact_tokens(value)

@@ -43,7 +43,6 @@ _CHARSET_ALIASES = {
 _UNSAFE_CODECS = frozenset({"punycode", "idna", "unicode-escape", "raw-unicode-escape", "undefined"})
 
 # A charset token as the email package reads it: in an encoded word or an RFC 2231 value.
-_SUSPECT_CHARSET = re.compile(rb"(?i)punycode|idna")
 _UNSAFE_CHARSET = re.compile(rb"(?i)(=\?|\*\s*=\s*\"?)(\s*)(punycode|idna)")
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
@@ -262,7 +261,8 @@ def neutralise_charsets(raw: bytes) -> bytes:
 
     Its decoders would run them (quadratic time) and let their UnicodeError escape.
     """
-    if _SUSPECT_CHARSET.search(raw) is None:
+    lowered = raw.lower()  # ten times faster than a case-blind search of the whole message
+    if b"punycode" not in lowered and b"idna" not in lowered:
         return raw
     return _UNSAFE_CHARSET.sub(rb"\1\2x-unsafe", raw)
 

@@ -13,6 +13,15 @@ import threading
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+
+
+class _Order:
+    """The secrets longest first (a secret inside another is replaced after it): `scrub` runs on every
+    string field of every log event, so the order is kept here, not sorted at each call."""
+
+    longest_first: tuple[str, ...] = ()
+
+
 # Python's codec errors: "'ascii' codec can't encode character '\xe4' in position 3: ordinal not in range(128)",
 # "... can't encode characters in position 2-3: ...".
 _CODEC_ERROR = re.compile(
@@ -27,14 +36,14 @@ def protect(secret: str | bytes) -> None:
     if len(text) >= 4:
         with _lock:
             _secrets.add(text)
+            _Order.longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def scrub(text: str) -> str:
     """`text` without any remembered secret and without codec errors' quotes of characters and positions."""
-    text = _CODEC_ERROR.sub("a character could not be encoded (which and where is not shown)", text)
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    if "codec can't" in text:  # what _CODEC_ERROR needs; most text has none, and is not searched
+        text = _CODEC_ERROR.sub("a character could not be encoded (which and where is not shown)", text)
+    for secret in _Order.longest_first:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

@@ -20,14 +20,14 @@ import urllib.parse
 import urllib.request
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
-
-import msal
-import requests
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mailsvc.config import OAuth2Config
 from mailsvc.errors import OAuthError
 from mailsvc.oauth.providers import MSAL_RESERVED, authority_of, endpoints_of, hint_for, is_permanent, scopes_of
+
+if TYPE_CHECKING:
+    import msal
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 HTTP_TIMEOUT = 30.0
@@ -107,6 +107,8 @@ class _PinnedHttp:
     session's CA bundle, but not one given with each request."""
 
     def __init__(self, ca_file: str) -> None:
+        import requests  # noqa: PLC0415 (with MSAL, only where Microsoft sign-in is configured)
+
         self.session = requests.Session()
         self.ca_file = ca_file
 
@@ -141,6 +143,8 @@ class MicrosoftClient:
     def _app(self) -> msal.ClientApplication:
         if self._made is not None:
             return self._made
+        import msal  # noqa: PLC0415 (its import costs start-up a sixth of a second; only Microsoft sign-in needs it)
+
         client_id, secret, common = self._app_args
         try:
             if secret:
@@ -164,6 +168,8 @@ class MicrosoftClient:
 
     def client_credentials(self) -> Grant:
         app = self._app()
+        import msal  # noqa: PLC0415 (imported by _app already)
+
         if not isinstance(app, msal.ConfidentialClientApplication):
             raise OAuthError("invalid_client", "client_credentials needs a client secret", permanent=True,
                              hint=hint_for("invalid_client"))  # fmt: skip
