@@ -261,10 +261,23 @@ def neutralise_charsets(raw: bytes) -> bytes:
 
     Its decoders would run them (quadratic time) and let their UnicodeError escape.
     """
-    lowered = raw.lower()  # ten times faster than a case-blind search of the whole message
-    if b"punycode" not in lowered and b"idna" not in lowered:
+    if not _mentions_unsafe_charset(raw):
         return raw
     return _UNSAFE_CHARSET.sub(rb"\1\2x-unsafe", raw)
+
+
+_LOWER_PIECE = 1 << 20
+
+
+def _mentions_unsafe_charset(raw: bytes) -> bool:
+    """Whether "punycode" or "idna" occurs in `raw`, in any ASCII case. Lowered a megabyte at a time (ten
+    times faster than a case-blind search, and never a second copy of a large message); pieces overlap by
+    the longest word less one, so a word across two pieces is found."""
+    for at in range(0, len(raw), _LOWER_PIECE):
+        piece = raw[at : at + _LOWER_PIECE + len(b"punycode") - 1].lower()
+        if b"punycode" in piece or b"idna" in piece:
+            return True
+    return False
 
 
 def bounded_policy(problems: list[str]) -> EmailPolicy[EmailMessage]:

@@ -11,10 +11,11 @@ from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailsvc.mime import base64_size, decode_base64_text
+from mailsvc.mime import base64_size, decode_base64_text, neutralise_charsets
 from mailsvc.model import MailRef
 from mailsvc.parse import parse_message
 from mailsvc.store import Store
@@ -72,3 +73,12 @@ def test_a_large_message_is_stored_byte_exact(tmp_path: Path) -> None:
     assert store.message_raw(row) == raw
     assert store.message_hash(row) == msg.content_hash
     store.close()
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4, 7, 8])
+def test_an_unsafe_charset_label_across_the_pieces_of_a_large_message_is_found(offset: int) -> None:
+    """The label is looked for a megabyte at a time: one that straddles two pieces is still renamed."""
+    head = b"x" * ((1 << 20) - offset)
+    raw = head + b"=?PunyCode?q?abc?= tail"
+    assert neutralise_charsets(raw) == head + b"=?x-unsafe?q?abc?= tail"
+    assert neutralise_charsets(head + b" plain tail") == head + b" plain tail"
