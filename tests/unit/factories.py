@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime
 from typing import Any
 
 from mailsvc.model import Address, Case, CaseStatus, InboundMessage
+from mailsvc.parse import parse_message
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -50,3 +52,14 @@ def case(**fields: Any) -> Case:
     }
     base.update(fields)
     return Case(**base)
+
+
+def parse_with_peak(raw: bytes, **options: Any) -> tuple[InboundMessage, int]:
+    """parse_message(raw, **options), and the peak of the memory it allocated on the way (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        msg = parse_message(raw, **options)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return msg, peak

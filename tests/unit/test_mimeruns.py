@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import tracemalloc
 from email.message import EmailMessage
 
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from mailsvc.mime import padding_at_end_only
 from mailsvc.mimeruns import set_aside
 from mailsvc.parse import ParseLimits, parse_message
+from tests.unit.factories import parse_with_peak
 
 WHOLE = ParseLimits(set_aside_over=2**62)  # nothing set aside: the email package reads every line
 EVERY = ParseLimits(set_aside_over=0)  # every run of base64 lines set aside, however short
@@ -103,12 +103,7 @@ def test_odd_bodies_read_as_the_email_package_reads_them_whole() -> None:
 def test_filing_a_large_attachment_holds_little_beside_the_message() -> None:
     payload = os.urandom(6 * 1024 * 1024)
     raw = _request([(payload, "backup.log")]).as_bytes()
-    tracemalloc.start()
-    try:
-        msg = parse_message(raw, attachment_data=False)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    msg, peak = parse_with_peak(raw, attachment_data=False)
     (attachment,) = msg.attachments
     assert (attachment.filename, attachment.size, attachment.data) == ("backup.log", len(payload), b"")
     # Given the whole message, the email package held its lines and their join: 2.9 times the message.
@@ -118,12 +113,7 @@ def test_filing_a_large_attachment_holds_little_beside_the_message() -> None:
 def test_forwarding_a_large_attachment_holds_its_bytes_once_beside_the_message() -> None:
     payload = os.urandom(6 * 1024 * 1024)
     raw = _request([(payload, "backup.log")]).as_bytes()
-    tracemalloc.start()
-    try:
-        msg = parse_message(raw)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    msg, peak = parse_with_peak(raw)
     assert msg.attachments[0].data == payload
     assert peak < 1.8 * len(raw), f"{peak / len(raw):.2f} times the message"
 
