@@ -67,14 +67,17 @@ def _connect(config: StoreConfig) -> psycopg.Connection[Any]:
     """A connection of its own; the server is told to probe it often, so a dead holder is seen in time."""
     assert config.url is not None
     every = max(1, int(config.failover / 4))
+    # Keepalives find a silent peer while the connection is idle; tcp_user_timeout while data sent to it
+    # waits for an answer (a probe in flight). Either way within 3 * every <= failover, on both ends.
     conn = psycopg.connect(
         config.url, password=config.secret() or None, autocommit=True, connect_timeout=max(2, every),
         keepalives=1, keepalives_idle=every, keepalives_interval=every, keepalives_count=2,
-        application_name="mailsvc",
+        tcp_user_timeout=every * 3000, application_name="mailsvc",
     )  # fmt: skip
     conn.execute(f"SET tcp_keepalives_idle = {every}")
     conn.execute(f"SET tcp_keepalives_interval = {every}")
     conn.execute("SET tcp_keepalives_count = 2")
+    conn.execute(f"SET tcp_user_timeout = {every * 3000}")
     conn.execute(f"SET statement_timeout = {every * 1000}")
     return conn
 

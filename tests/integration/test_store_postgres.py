@@ -186,6 +186,35 @@ def test_one_holder_of_a_mailbox_lease_and_a_standby_takes_over(url: str) -> Non
         assert lease.lost.is_set()
 
 
+@pytest.mark.parametrize("failover", [3.0, 4.0, 30.0, 120.0])
+def test_the_server_drops_a_silent_lock_holder_within_failover(url: str, failover: float) -> None:
+    """A holder cut off in silence (no FIN, no RST) keeps its session, and so the lock, until the server's TCP
+    gives up on it: by default after two hours. The lock connection tells the server, and its own end, to give
+    up within store.failover: keepalives while the connection is idle, tcp_user_timeout while a probe waits."""
+    stop = threading.Event()
+    lease = PgMailboxLease(StoreConfig(url=url, failover=failover), "INBOX", stop)
+    assert lease.acquire(stop)
+    try:
+        conn = lease._conn  # the settings live on the lock's own session
+        assert conn is not None
+        names = ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout")
+        rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [list(names)])
+        server = {name: int(setting) for name, setting in rows}
+        client = dict(part.split("=", 1) for part in conn.info.dsn.split())
+    finally:
+        stop.set()
+        lease.release()
+    ends = {
+        "server": [server[name] for name in names],
+        "client": [int(client.get(name, 0)) for name in ("keepalives_idle", "keepalives_interval", "keepalives_count",
+                                                  "tcp_user_timeout")],
+    }  # fmt: skip
+    for end, (idle, interval, count, user_timeout_ms) in ends.items():
+        assert idle > 0 and interval > 0 and count > 0 and user_timeout_ms > 0, (end, ends)
+        assert idle + interval * count <= failover, (end, ends)
+        assert user_timeout_ms <= failover * 1000, (end, ends)
+
+
 def test_a_requeued_mail_is_due_at_once_whoever_claimed_it(two: tuple[PostgresStore, PostgresStore]) -> None:
     a, b = two
     (mail_id,) = built_mail(a, 1)
