@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from mailsvc.config import Config, ImapConfig, MailboxSpec, SmtpConfig
+from mailsvc.config import Config, MailboxSpec
+from mailsvc.config_servers import ImapConfig, SmtpConfig
 from mailsvc.oauth.keeper import TokenKeeper
 from mailsvc.oauth.notice import staff_notice
 

@@ -27,7 +27,8 @@ import aiosmtplib
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from mailsvc.config import Config, ImapConfig, SmtpConfig, TlsMode, load_config
+from mailsvc.config import Config, load_config
+from mailsvc.config_servers import ImapConfig, SmtpConfig, TlsMode
 from mailsvc.credentials import CredentialProvider, OAuth2Provider, PasswordProvider, accounts, keeper_for
 from mailsvc.errors import ConfigError, CredentialError, OAuthError, StoreUnavailable
 from mailsvc.imap import login as imap_login

@@ -20,7 +20,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from mailsvc import metrics
 from mailsvc.alarm import Alarm
-from mailsvc.config import ImapConfig, TlsMode
+from mailsvc.config_servers import ImapConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
 from mailsvc.errors import TlsError
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import psycopg
 
 from mailsvc.alarm import Alarm
-from mailsvc.config import StoreConfig
+from mailsvc.config_servers import StoreConfig
 from mailsvc.log import get_logger
 from mailsvc.store.postgres import OUTBOX_CHANNEL, TIMERS_CHANNEL
 

@@ -29,7 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mailsvc.config import StoreConfig
+from mailsvc.config_servers import StoreConfig
 from mailsvc.errors import StoreError
 from mailsvc.log import get_logger
 from mailsvc.store import Applied, StoreContract, open_store

@@ -22,7 +22,7 @@ from aiosmtplib import SMTPResponse
 
 from mailsvc import crashpoint, metrics
 from mailsvc.backoff import Backoff, backoff_delay
-from mailsvc.config import SmtpConfig, TlsMode
+from mailsvc.config_servers import SmtpConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
 from mailsvc.delivery import Failure, Stage, Step, next_step
 from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope

@@ -22,7 +22,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mailsvc.config import OAuth2Config
+from mailsvc.config_servers import OAuth2Config
 from mailsvc.errors import OAuthError
 from mailsvc.oauth.providers import MSAL_RESERVED, authority_of, endpoints_of, hint_for, is_permanent, scopes_of
 

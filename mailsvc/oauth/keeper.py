@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mailsvc import metrics
-from mailsvc.config import OAuth2Config
+from mailsvc.config_servers import OAuth2Config
 from mailsvc.errors import OAuthError
 from mailsvc.log import get_logger
 from mailsvc.oauth.flows import Grant, OAuthClient, client_for

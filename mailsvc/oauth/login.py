@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailsvc.config import Config, OAuth2Config
+from mailsvc.config import Config
+from mailsvc.config_servers import OAuth2Config
 from mailsvc.credentials import Server, accounts, token_path
 from mailsvc.errors import MailsvcError, OAuthError
 from mailsvc.oauth.flows import Grant, OAuthClient, client_for

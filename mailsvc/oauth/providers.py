@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailsvc.config import OAuth2Config
+from mailsvc.config_servers import OAuth2Config
 
 MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 MICROSOFT_SCOPES = (

@@ -65,7 +65,7 @@ from mailsvc.store.senders import SenderQueries
 from mailsvc.store.sql import SqlConnection, SqlCursor
 
 if TYPE_CHECKING:
-    from mailsvc.config import StoreConfig
+    from mailsvc.config_servers import StoreConfig
 
 # What a store that is there but cannot be used now raises (locked beyond the busy timeout, disk full,
 # I/O error, cannot be opened): every component logs `store_unavailable`, backs off and tries again.

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mailsvc.config import OAuth2Config
+from mailsvc.config_servers import OAuth2Config
 from mailsvc.errors import OAuthError
 from mailsvc.oauth.flows import (
     DEVICE_GRANT,

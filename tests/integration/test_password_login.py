@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from imapclient.exceptions import LoginError
 
-from mailsvc.config import SmtpConfig, TlsMode
+from mailsvc.config_servers import SmtpConfig, TlsMode
 from mailsvc.imap import ImapSource
 from mailsvc.model import OutgoingMail
 from mailsvc.smtp import Sender

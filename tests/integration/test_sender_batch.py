@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsvc.config import SmtpConfig
+from mailsvc.config_servers import SmtpConfig
 from mailsvc.model import OutgoingMail
 from mailsvc.smtp import Sender
 from mailsvc.store import Store

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from mailsvc.config import StoreConfig, parse_config
+from mailsvc.config import parse_config
+from mailsvc.config_servers import StoreConfig
 from mailsvc.doctor import CheckFailed, check_pg_store
 from mailsvc.errors import StoreError, StoreUnavailable
 from mailsvc.instances import PgMailboxLease

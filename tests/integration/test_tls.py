@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from mailsvc.config import Config, SmtpConfig, TlsMode
+from mailsvc.config import Config
+from mailsvc.config_servers import SmtpConfig, TlsMode
 from mailsvc.errors import TlsError
 from mailsvc.imap import ImapSource
 from mailsvc.model import OutgoingMail

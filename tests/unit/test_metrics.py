@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mailsvc import metrics
-from mailsvc.config import StoreConfig
+from mailsvc.config_servers import StoreConfig
 from mailsvc.store import Applied, Store
 
 
