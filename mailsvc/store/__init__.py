@@ -10,7 +10,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +32,6 @@ from mailsvc.model import (
     MergeInto,
     MessageState,
     OpenCase,
-    OutboxState,
-    OutgoingMail,
     QueueMail,
     RecordSatisfaction,
     RemoveCc,
@@ -42,27 +40,24 @@ from mailsvc.model import (
     SetStatus,
     SetTimer,
     Suppress,
-    Timer,
-    TimerKind,
     TimerState,
 )
 from mailsvc.store.contract import (
     Applied,
     Compose,
-    FailedOutgoing,
     OutboxEntry,
     OutboxMail,
     StoreContract,
-    TimerEntry,
 )
 from mailsvc.store.drafts import DraftQueries
 from mailsvc.store.figures import FigureQueries
 from mailsvc.store.migrate import latest_version, migrate
 from mailsvc.store.operations import OperationsQueries
+from mailsvc.store.outbox import OutboxQueries, TimerQueries
 from mailsvc.store.reads import CaseReadQueries, case_from_row
 from mailsvc.store.retention import RetentionQueries
 from mailsvc.store.senders import SenderQueries
-from mailsvc.store.sql import SqlConnection, SqlCursor
+from mailsvc.store.sql import SqlConnection, SqlCursor, ts
 
 if TYPE_CHECKING:
     from mailsvc.config_servers import StoreConfig
@@ -133,15 +128,16 @@ def dedupe_key(msg: InboundMessage) -> str:
     return f"{msg.message_id or ''} {msg.content_hash}"
 
 
-def _ts(when: datetime) -> float:
-    return when.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, SenderQueries, RetentionQueries):
+class Store(
+    DraftQueries,
+    OutboxQueries,
+    TimerQueries,
+    OperationsQueries,
+    CaseReadQueries,
+    FigureQueries,
+    SenderQueries,
+    RetentionQueries,
+):
     """The SQLite backend of StoreContract: one connection; use one Store per thread."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -357,8 +353,8 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 msg.from_.addr if msg.from_ else "",
                 msg.from_.name if msg.from_ else "",
                 msg.subject,
-                _ts(msg.date) if msg.date else None,
-                _ts(now),
+                ts(msg.date) if msg.date else None,
+                ts(now),
                 msg.text,
                 "\n".join(msg.defects),
                 msg.raw if len(msg.raw) <= _BLOB_PIECE else b"",
@@ -376,7 +372,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
     def _event(self, case_id: int, now: datetime, event: str, detail: str = "") -> None:
         self.db.execute(
             "INSERT INTO case_events (case_id, at, event, detail) VALUES (?,?,?,?)",
-            (case_id, _ts(now), event, detail),
+            (case_id, ts(now), event, detail),
         )
 
     def _link_message_id(self, message_id: str | None, case_id: int) -> None:
@@ -419,7 +415,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                     cur = self.db.execute(
                         "INSERT INTO cases (queue, subject, requester, requester_name, status, parent_case, "
                         "created_at, updated_at, automatic) VALUES (?,?,?,?,?,?,?,?,?) RETURNING id",
-                        (queue, subject, requester.addr, requester.name, "open", parent, _ts(now), _ts(now),
+                        (queue, subject, requester.addr, requester.name, "open", parent, ts(now), ts(now),
                          int(action.automatic)),
                     )  # fmt: skip
                     case_id = int(cur.fetchone()[0])
@@ -441,7 +437,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                     )  # fmt: skip
                     if case_id is not None:
                         self._link_message_id(msg.message_id, case_id)
-                        self.db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (_ts(now), case_id))
+                        self.db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (ts(now), case_id))
                         self._event(case_id, now, "message_filed", kind.value)
                     events.append(("message_filed", {"case_id": case_id, "kind": kind.value}))
                 case SetStatus() | SetOwner() | SetPriority() | AddCc() | RemoveCc() | MergeInto():
@@ -459,7 +455,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                         if action.automatic:
                             self.db.executemany(
                                 "INSERT INTO automatic_mail (address, at, outbox_id) VALUES (?,?,?)",
-                                [(a.key, _ts(now), outbox[-1]) for a in mail.to],
+                                [(a.key, ts(now), outbox[-1]) for a in mail.to],
                             )
                         self._event(case_id, now, f"{action.purpose}_queued", ", ".join(mail.rcpt_to))
                         events.append(
@@ -468,7 +464,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                     if action.first_response:
                         self.db.execute(
                             "UPDATE cases SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
-                            (_ts(now), case_id),
+                            (ts(now), case_id),
                         )
                 case Suppress(purpose=purpose, reason=reason):
                     if case_id is not None:
@@ -494,11 +490,11 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 self.db.execute(
                     "UPDATE timers SET state = 'cancelled', done_at = ? WHERE case_id = ? AND kind = ? "
                     "AND state = 'pending'",
-                    (_ts(now), case_id, kind.value),
+                    (ts(now), case_id, kind.value),
                 )
                 self.db.execute(
                     "INSERT INTO timers (case_id, kind, due_at, state, created_at) VALUES (?,?,?,?,?)",
-                    (case_id, kind.value, _ts(due_at), TimerState.PENDING.value, _ts(now)),
+                    (case_id, kind.value, ts(due_at), TimerState.PENDING.value, ts(now)),
                 )
                 return "timer_set", {"case_id": case_id, "timer": kind.value, "due_at": due_at.isoformat()}
             case CancelTimers(kinds=kinds, reason=reason):
@@ -506,7 +502,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 cur = self.db.execute(
                     f"UPDATE timers SET state = 'cancelled', done_at = ? WHERE case_id = ? "  # noqa: S608
                     f"AND state = 'pending' AND kind IN ({marks})",
-                    (_ts(now), case_id, *(k.value for k in kinds)),
+                    (ts(now), case_id, *(k.value for k in kinds)),
                 )
                 if cur.rowcount == 0:
                     return None
@@ -514,7 +510,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
             case EndTimer(timer=timer, state=state, reason=reason):
                 cur = self.db.execute(
                     "UPDATE timers SET state = ?, done_at = ? WHERE id = ? AND state = 'pending'",
-                    (state.value, _ts(now), timer.id),
+                    (state.value, ts(now), timer.id),
                 )
                 if cur.rowcount != 1:
                     # Someone else handled it first: roll back rather than act twice.
@@ -523,7 +519,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 return f"timer_{state.value}", {"case_id": case_id, "timer": timer.kind.value, "reason": reason}
             case RecordSatisfaction(score=score, answer=answer):
                 self.db.execute(
-                    "UPDATE cases SET satisfaction = ?, satisfaction_at = ? WHERE id = ?", (score, _ts(now), case_id)
+                    "UPDATE cases SET satisfaction = ?, satisfaction_at = ? WHERE id = ?", (score, ts(now), case_id)
                 )
                 self._event(case_id, now, "satisfaction", f"{score} ({answer})")
                 return "satisfaction_recorded", {"case_id": case_id, "score": score}
@@ -532,7 +528,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                     self.db.execute(
                         "INSERT INTO bouncing (address, since, case_id, reason) VALUES (?,?,?,?) ON CONFLICT (address) "
                         "DO UPDATE SET since = excluded.since, case_id = excluded.case_id, reason = excluded.reason",
-                        (address.lower(), _ts(now), case_id, reason),
+                        (address.lower(), ts(now), case_id, reason),
                     )
                 self._event(case_id, now, "marked_bouncing", ", ".join(addresses))
                 return "recipient_marked_bouncing", {"case_id": case_id, "addresses": list(addresses)}
@@ -557,7 +553,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
                 self.db.execute(
                     "UPDATE cases SET status = ?, updated_at = ?, resolved_at = CASE WHEN ? = 'resolved' THEN ? "
                     "ELSE resolved_at END WHERE id = ?",
-                    (status.value, _ts(now), status.value, _ts(now), case_id),
+                    (status.value, ts(now), status.value, ts(now), case_id),
                 )
                 self._event(case_id, now, "status_changed", status.value)
                 return "case_status_changed", {"case_id": case_id, "status": status.value}
@@ -604,9 +600,9 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
         )
         self.db.execute(
             "UPDATE cases SET status = 'closed', merged_into = ?, updated_at = ? WHERE id = ?",
-            (target, _ts(now), source),
+            (target, ts(now), source),
         )
-        self.db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (_ts(now), target))
+        self.db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (ts(now), target))
         self._event(source, now, "merged", f"into case {target}")
         self._event(target, now, "merged", f"case {source} merged in")
 
@@ -614,95 +610,6 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
         return self._insert_message(
             msg, ref=ref, case_id=None, state=MessageState.QUARANTINED, kind=None, reason=reason, now=now
         )
-
-    # --- outbox
-
-    def enqueue(self, mail: OutgoingMail, case_id: int | None, cause: int | None, now: datetime) -> int:
-        cur = self.db.execute(
-            "INSERT INTO outbox (case_id, cause, purpose, message_id, mail_from, rcpt_to, raw, state, "
-            "created_at, next_attempt_at) VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
-            (
-                case_id,
-                cause,
-                mail.purpose,
-                mail.message_id,
-                mail.mail_from,
-                "\n".join(mail.rcpt_to),
-                mail.raw,
-                OutboxState.QUEUED.value,
-                _ts(now),
-                _ts(now),
-            ),
-        )
-        return int(cur.fetchone()[0])
-
-    def due_mail(self, now: float, limit: int = 100) -> list[OutboxMail]:
-        rows = self.db.execute(
-            # An operator's retry starts the mail's age (smtp.max_attempts_age) afresh.
-            "SELECT id, case_id, purpose, message_id, mail_from, rcpt_to, raw, attempts, "
-            "CASE WHEN retried_at > created_at THEN retried_at ELSE created_at END AS created_at "
-            "FROM outbox WHERE state = 'queued' AND draft IS NULL AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        return [
-            OutboxMail(
-                r["id"], r["case_id"], r["purpose"], r["message_id"], r["mail_from"],
-                tuple(r["rcpt_to"].split("\n")), r["raw"], r["attempts"], r["created_at"],
-            )
-            for r in rows
-        ]  # fmt: skip
-
-    def next_due_at(self) -> float | None:
-        row = self.db.execute(
-            "SELECT min(next_attempt_at) FROM outbox WHERE state = 'queued' AND draft IS NULL"
-        ).fetchone()
-        return float(row[0]) if row[0] is not None else None
-
-    def mark_sent(self, outbox_id: int, now: float) -> None:
-        self.db.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, last_error = '' WHERE id = ?",
-            (now, outbox_id),
-        )
-
-    def mark_retry(self, outbox_id: int, error: str, next_attempt_at: float) -> None:
-        self.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
-            (error, next_attempt_at, outbox_id),
-        )
-
-    def mark_failed(self, outbox_id: int, error: str) -> None:
-        self.db.execute(
-            "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
-            (error, outbox_id),
-        )
-
-    # --- timers (the scheduler's view)
-
-    def due_timers(self, now: datetime, limit: int = 200) -> dict[int, list[Timer]]:
-        """Pending timers due by `now`, by case (every due timer of each case returned, so they act together)."""
-        rows = self.db.execute(
-            "SELECT id, case_id, kind, due_at FROM timers WHERE state = 'pending' AND case_id IN "
-            "(SELECT case_id FROM timers WHERE state = 'pending' AND due_at <= ? ORDER BY due_at LIMIT ?) "
-            "AND due_at <= ? ORDER BY case_id, due_at, id",
-            (_ts(now), limit, _ts(now)),
-        ).fetchall()
-        found: dict[int, list[Timer]] = {}
-        for r in rows:
-            found.setdefault(r["case_id"], []).append(
-                Timer(r["id"], r["case_id"], TimerKind(r["kind"]), _dt(r["due_at"]))
-            )
-        return found
-
-    def next_timer_at(self) -> datetime | None:
-        row = self.db.execute("SELECT min(due_at) FROM timers WHERE state = 'pending'").fetchone()
-        return _dt(row[0]) if row[0] is not None else None
-
-    def case_timers(self, case_id: int) -> list[TimerEntry]:
-        rows = self.db.execute(
-            "SELECT id, kind, due_at, state, created_at, done_at FROM timers WHERE case_id = ? ORDER BY id", (case_id,)
-        )
-        return [TimerEntry(r[0], TimerKind(r[1]), r[2], TimerState(r[3]), r[4], r[5]) for r in rows]
 
     def case_request(self, case_id: int) -> bytes | None:
         """The raw mail that opened the case (its first filed message)."""
@@ -732,19 +639,7 @@ class Store(DraftQueries, OperationsQueries, CaseReadQueries, FigureQueries, Sen
         """How many automatic mails each address was sent (queued) since `since`."""
         return {
             key: self.db.execute(
-                "SELECT count(*) FROM automatic_mail WHERE address = ? AND at >= ?", (key, _ts(since))
+                "SELECT count(*) FROM automatic_mail WHERE address = ? AND at >= ?", (key, ts(since))
             ).fetchone()[0]
             for key in {a.lower() for a in addresses}
         }
-
-    def unnoticed_failures(self, limit: int = 100) -> list[FailedOutgoing]:
-        """Mail that failed for good and the team has not been told of."""
-        rows = self.db.execute(
-            "SELECT id, case_id, purpose, rcpt_to, last_error, attempts FROM outbox "
-            "WHERE state = 'failed' AND failure_noticed = 0 ORDER BY id LIMIT ?",
-            (limit,),
-        )
-        return [FailedOutgoing(r[0], r[1], r[2], tuple(r[3].split("\n")), r[4], r[5]) for r in rows]
-
-    def mark_failure_noticed(self, outbox_id: int) -> None:
-        self.db.execute("UPDATE outbox SET failure_noticed = 1 WHERE id = ?", (outbox_id,))

@@ -5,17 +5,12 @@ Mixed into the store, which holds the connection; nothing here writes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from mailsvc.model import Address, Case, CaseStatus, OutboxState
 from mailsvc.report import CaseFacts, FailedMail
 from mailsvc.store.contract import AttachmentInfo, CaseEvent, MessageSummary, OutboxEntry
-from mailsvc.store.sql import SqlConnection
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
+from mailsvc.store.sql import SqlConnection, dt
 
 
 def case_from_row(row: Any, ccs: tuple[Address, ...] = ()) -> Case:
@@ -25,8 +20,8 @@ def case_from_row(row: Any, ccs: tuple[Address, ...] = ()) -> Case:
         subject=row["subject"],
         requester=Address(row["requester"], row["requester_name"]),
         status=CaseStatus(row["status"]),
-        created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]),
+        created_at=dt(row["created_at"]),
+        updated_at=dt(row["updated_at"]),
         priority=row["priority"],
         owner=row["owner"],
         ccs=ccs,

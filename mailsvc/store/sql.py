@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+
+def ts(when: datetime) -> float:
+    """A time as the store keeps it: seconds since the epoch."""
+    return when.timestamp()
+
+
+def dt(value: float) -> datetime:
+    """A time the store kept, back as an aware datetime (UTC)."""
+    return datetime.fromtimestamp(value, UTC)
 
 
 class SqlCursor(Protocol):
