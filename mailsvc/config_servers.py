@@ -259,8 +259,8 @@ class StoreConfig(Strict):
     password_env: str | None = None
     password_file: str | None = None
     # Seconds after which another instance takes over a dead one's mailbox, outgoing mail and timers. At least
-    # 3: TCP keepalives count whole seconds, and a silent peer is given up after idle + 2 probes.
-    failover: float = Field(default=30.0, ge=3, le=3600)
+    # 2: TCP keepalives count whole seconds, and a silent peer is given up after idle + one probe or more.
+    failover: float = Field(default=30.0, ge=2, le=3600)
     # Connections each process keeps to PostgreSQL at most (one per component and thread at a time).
     pool_size: int = Field(default=8, ge=2, le=100)
 

@@ -63,21 +63,30 @@ class SoleLease:
         return None
 
 
+def silent_peer_limits(failover: float) -> tuple[int, int, int, int]:
+    """TCP keepalive idle, interval and count (seconds) and the user timeout (ms) that give up a peer cut off
+    in silence within `failover`: keepalives while the connection is idle, tcp_user_timeout while data sent
+    to it waits for an answer (a probe in flight). Keepalives count whole seconds, hence failover >= 2."""
+    every = max(1, int(failover / 4))
+    count = 2 if every * 3 <= failover else 1
+    return every, every, count, min(every * 3000, int(failover * 1000))
+
+
 def _connect(config: StoreConfig) -> psycopg.Connection[Any]:
-    """A connection of its own; the server is told to probe it often, so a dead holder is seen in time."""
+    """A connection of its own; both ends are told to give up a silent peer in time, so a dead holder's lock
+    is freed and the holder itself sees it lost within store.failover."""
     assert config.url is not None
     every = max(1, int(config.failover / 4))
-    # Keepalives find a silent peer while the connection is idle; tcp_user_timeout while data sent to it
-    # waits for an answer (a probe in flight). Either way within 3 * every <= failover, on both ends.
+    idle, interval, count, user_timeout = silent_peer_limits(config.failover)
     conn = psycopg.connect(
         config.url, password=config.secret() or None, autocommit=True, connect_timeout=max(2, every),
-        keepalives=1, keepalives_idle=every, keepalives_interval=every, keepalives_count=2,
-        tcp_user_timeout=every * 3000, application_name="mailsvc",
+        keepalives=1, keepalives_idle=idle, keepalives_interval=interval, keepalives_count=count,
+        tcp_user_timeout=user_timeout, application_name="mailsvc",
     )  # fmt: skip
-    conn.execute(f"SET tcp_keepalives_idle = {every}")
-    conn.execute(f"SET tcp_keepalives_interval = {every}")
-    conn.execute("SET tcp_keepalives_count = 2")
-    conn.execute(f"SET tcp_user_timeout = {every * 3000}")
+    conn.execute(f"SET tcp_keepalives_idle = {idle}")
+    conn.execute(f"SET tcp_keepalives_interval = {interval}")
+    conn.execute(f"SET tcp_keepalives_count = {count}")
+    conn.execute(f"SET tcp_user_timeout = {user_timeout}")
     conn.execute(f"SET statement_timeout = {every * 1000}")
     return conn
 

@@ -200,7 +200,7 @@ def test_a_postgresql_store_is_checked_with_key_paths(tmp_path: Path) -> None:
         ),
         ({"path": "m.db", "password_env": "X"}, "password_env belongs to a PostgreSQL url; path needs none"),
         ({"url": url, "failover": 0}, None),
-        ({"url": url, "failover": 2}, None),
+        ({"url": url, "failover": 1.5}, None),
     ]:
         raw["store"] = store
         found = problems(raw)
