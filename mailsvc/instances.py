@@ -76,8 +76,8 @@ def _connect(config: StoreConfig) -> psycopg.Connection[Any]:
     """A connection of its own; both ends are told to give up a silent peer in time, so a dead holder's lock
     is freed and the holder itself sees it lost within store.failover."""
     assert config.url is not None
-    every = max(1, int(config.failover / 4))
     idle, interval, count, user_timeout = silent_peer_limits(config.failover)
+    every = idle  # failover / 4 in whole seconds: the probe period also bounds connecting and each statement
     conn = psycopg.connect(
         config.url, password=config.secret() or None, autocommit=True, connect_timeout=max(2, every),
         keepalives=1, keepalives_idle=idle, keepalives_interval=interval, keepalives_count=count,
