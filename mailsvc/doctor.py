@@ -32,6 +32,7 @@ from mailsvc.config_servers import ImapConfig, SmtpConfig, TlsMode
 from mailsvc.credentials import CredentialProvider, OAuth2Provider, PasswordProvider, accounts, keeper_for
 from mailsvc.errors import ConfigError, CredentialError, OAuthError, StoreUnavailable
 from mailsvc.imap import login as imap_login
+from mailsvc.imap import quiet_imaplib
 from mailsvc.log import configure
 from mailsvc.oauth.providers import endpoints_of
 from mailsvc.smtp import smtp_login
@@ -168,6 +169,7 @@ def check_imap(doctor: Doctor, config: Config, key: str, imap: ImapConfig, fix: 
         try:
             client = IMAPClient(imap.host, port=imap.effective_port, ssl=imap.tls is TlsMode.IMPLICIT,
                                 ssl_context=context, timeout=imap.timeout)  # fmt: skip
+            quiet_imaplib(client)
             holder.append(client)
             if imap.tls is TlsMode.STARTTLS:
                 client.starttls(context)

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imapclient import IMAPClient
 
+from mailsvc import doctor
 from mailsvc.doctor import run_doctor
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
 from mailsvc.testing.idp import IdentityProvider
@@ -83,6 +85,25 @@ def test_plain_loopback_servers_pass_without_tls_or_smtp_login(mailbox: Mailbox,
     assert "does not exist yet: created at the first start" in output
     assert "no server told its time" in output
     assert output.endswith("all checks passed.")
+
+
+def test_the_doctors_imap_client_builds_no_imaplib_debug_copies(
+    mailbox: Mailbox, smtp: SmtpCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the daemon's IMAP shell (imap.quiet_imaplib): imapclient sets imaplib's debug level to 5, which
+    formats a copy of everything the server sends whether or not anyone logs it."""
+    levels: list[int] = []
+
+    class RecordingClient(IMAPClient):
+        def login(self, username: str, password: str) -> Any:
+            levels.append(self._imap.debug)
+            return super().login(username, password)
+
+    monkeypatch.setattr(doctor, "IMAPClient", RecordingClient)
+    make_filing_folders(mailbox)
+    code, output = run(tmp_path, raw_for(mailbox, smtp, tmp_path))
+    assert code == 0, output
+    assert levels == [0]
 
 
 def test_a_refused_port_fails_tcp_and_skips_what_needs_the_connection(mailbox: Mailbox, tmp_path: Path) -> None:
