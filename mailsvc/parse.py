@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 
 from inscriptis import get_text
 
+from mailsvc.charsets import clean_text, decode_bytes, neutralise_charsets
 from mailsvc.contenthash import content_hash
 from mailsvc.mime import (
     SERIALIZE_POLICY,
@@ -24,13 +25,10 @@ from mailsvc.mime import (
     base64_size,
     base64_size_of,
     bounded_policy,
-    clean_text,
     decode_base64,
     decode_base64_text,
-    decode_bytes,
     decode_words,
     decoded_pieces,
-    neutralise_charsets,
     read_header_block,
     safe_filename,
     strip_tags,

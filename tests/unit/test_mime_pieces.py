@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailsvc.mime import base64_size, decode_base64_text, neutralise_charsets
+from mailsvc.charsets import neutralise_charsets
+from mailsvc.mime import base64_size, decode_base64_text
 from mailsvc.model import MailRef
 from mailsvc.parse import parse_message
 from mailsvc.store import Store
