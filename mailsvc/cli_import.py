@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailsvc.config import load_config
-from mailsvc.ingest import Outcome, Pipeline
 from mailsvc.log import configure, get_logger
+from mailsvc.pipeline import Outcome, Pipeline
 from mailsvc.store import open_store
 
 BATCH = 200

@@ -13,10 +13,10 @@ from mailsvc import crashpoint, metrics
 from mailsvc.decide import decide_send_failure
 from mailsvc.digest_job import DigestJob
 from mailsvc.errors import StoreConflict
-from mailsvc.ingest import Pipeline, log_applied
 from mailsvc.log import get_logger
 from mailsvc.model import Action, Decision, EndTimer, Timer, TimerState
 from mailsvc.parse import parse_message
+from mailsvc.pipeline import Pipeline, log_applied
 from mailsvc.retention import RetentionJob
 from mailsvc.store import STORE_ERRORS, Applied
 from mailsvc.store.contract import FailedOutgoing
