@@ -169,6 +169,7 @@ class Sender:
         self.status = status or ServiceStatus()
         self.log = get_logger(component="sender")
         self._kept = _Session()  # kept between drains; extra sessions live for one drain
+        self._tls: ssl.SSLContext | None = None
         self._width = cfg.connections  # sessions at most in this drain: fewer once the server declined one
         self._session = Backoff(cfg.retry_base, cfg.retry_cap)
         self._store = StoreFaults("sender", self.status)
@@ -182,13 +183,12 @@ class Sender:
             assert session.smtp is not None
             return session.smtp
         cfg = self.cfg
-        context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
         smtp = aiosmtplib.SMTP(
             hostname=cfg.host,
             port=cfg.effective_port,
             use_tls=cfg.tls is TlsMode.IMPLICIT,
             start_tls=cfg.tls is TlsMode.STARTTLS,
-            tls_context=context if cfg.tls is not TlsMode.NONE else None,
+            tls_context=self._tls_context(),
             timeout=cfg.timeout,
         )
         try:
@@ -206,6 +206,14 @@ class Sender:
                 raise
         session.smtp = smtp
         return smtp
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """One context for every session of this sender: loading the CA store costs tens of milliseconds."""
+        if self.cfg.tls is TlsMode.NONE:
+            return None
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None)
+        return self._tls
 
     async def close(self) -> None:
         await self._kept.quit()
