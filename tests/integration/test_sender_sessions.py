@@ -48,21 +48,21 @@ def test_a_large_batch_goes_over_the_configured_sessions_each_mail_once(
 ) -> None:
     with SmtpCapture() as capture:
         enqueue(store, LARGE)
-        assert drain(sender_with(capture, store, tmp_path)) == LARGE
-        assert capture.connections == 4  # the default smtp.connections
+        assert drain(sender_with(capture, store, tmp_path, connections=4)) == LARGE
+        assert capture.connections == 4
         assert message_ids(capture) == sorted(f"<m{i}@example.org>" for i in range(LARGE))
     assert outbox(db_path) == [(f"<m{i}@example.org>", "sent", 1) for i in range(LARGE)]
 
 
-def test_one_session_when_so_configured_or_the_batch_is_small(store: Store, db_path: Path, tmp_path: Path) -> None:
+def test_one_session_by_default_or_when_the_batch_is_small(store: Store, db_path: Path, tmp_path: Path) -> None:
     with SmtpCapture() as capture:
         enqueue(store, LARGE)
-        assert drain(sender_with(capture, store, tmp_path, connections=1)) == LARGE
+        assert drain(sender_with(capture, store, tmp_path)) == LARGE
         assert capture.connections == 1
     with SmtpCapture() as capture:
         store.db.execute("DELETE FROM outbox")
         enqueue(store, MAILS_PER_SESSION)
-        assert drain(sender_with(capture, store, tmp_path)) == MAILS_PER_SESSION
+        assert drain(sender_with(capture, store, tmp_path, connections=4)) == MAILS_PER_SESSION
         assert capture.connections == 1
 
 
@@ -72,7 +72,7 @@ def test_sessions_the_server_declines_narrow_the_batch_and_hold_nothing(
     with SmtpCapture() as capture:
         capture.session_limit = 2
         enqueue(store, LARGE)
-        sender = sender_with(capture, store, tmp_path)
+        sender = sender_with(capture, store, tmp_path, connections=4)
         with capture_logs() as logs:
             assert drain(sender) == LARGE
         assert capture.declined_sessions == 2
@@ -92,7 +92,7 @@ def test_a_session_closing_mid_batch_holds_every_session_and_loses_nothing(
 
     with SmtpCapture(on_message=closing_after_a_few) as capture:
         enqueue(store, LARGE)
-        sender = sender_with(capture, store, tmp_path)
+        sender = sender_with(capture, store, tmp_path, connections=4)
         with capture_logs() as logs:
             sent = drain(sender)
         assert sender.held_until is not None

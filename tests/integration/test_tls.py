@@ -110,7 +110,9 @@ def test_every_session_of_a_batch_speaks_tls_with_one_context(
     create = ssl.create_default_context
     monkeypatch.setattr("mailsvc.smtp.ssl.create_default_context", counted)
     with SmtpCapture(tls=server_cert) as capture:
-        cfg = SmtpConfig(host="127.0.0.1", port=capture.port, tls=TlsMode.STARTTLS, ca_file=tls_ca.cert_file)
+        cfg = SmtpConfig(
+            host="127.0.0.1", port=capture.port, tls=TlsMode.STARTTLS, ca_file=tls_ca.cert_file, connections=4
+        )
         store = Store.open(tmp_path / "s.db")
         with store.transaction():
             for i in range(4 * MAILS_PER_SESSION):
