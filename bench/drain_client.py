@@ -1,10 +1,11 @@
 """One side of the drain comparison, run as its own process (as the daemon's sender is).
 
-    python bench/drain_client.py bare|mailsvc CONFIG RESULT_JSON
+    python -m bench.drain_client bare|mailsvc CONFIG RESULT_JSON
 
 `mailsvc`: the store's queued outbox drained by mailsvc's Sender, logging as
 the daemon does (JSON lines on stdout). `bare`: the same rows, read first, sent
-by a plain aiosmtplib loop over one connection; the store is left as it was.
+by plain aiosmtplib loops over as many connections as the Sender may use
+(smtp.connections), the rows dealt out in turn; the store is left as it was.
 Either writes {"elapsed_s", "sent"} to RESULT_JSON; the clock runs from before
 the SMTP connection to the last mail accepted.
 """
@@ -30,13 +31,20 @@ async def bare(config: Config) -> tuple[float, int]:
     db = sqlite3.connect(f"file:{config.store.path}?mode=ro", uri=True)
     rows = db.execute("SELECT mail_from, rcpt_to, raw FROM outbox WHERE state = 'queued' ORDER BY id").fetchall()
     db.close()
-    smtp = aiosmtplib.SMTP(hostname=config.smtp.host, port=config.smtp.port, use_tls=False, start_tls=False)
+    lanes = config.smtp.connections
+
+    async def lane(share: list[tuple[str, str, bytes]]) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(hostname=config.smtp.host, port=config.smtp.port, use_tls=False, start_tls=False)
+        await smtp.connect()
+        for mail_from, rcpt_to, raw in share:
+            await smtp.sendmail(mail_from, rcpt_to.split("\n"), raw)
+        return smtp
+
     start = time.perf_counter()
-    await smtp.connect()
-    for mail_from, rcpt_to, raw in rows:
-        await smtp.sendmail(mail_from, rcpt_to.split("\n"), raw)
+    sessions = await asyncio.gather(*(lane(rows[k::lanes]) for k in range(lanes)))
     elapsed = time.perf_counter() - start
-    await smtp.quit()
+    for smtp in sessions:
+        await smtp.quit()
     return elapsed, len(rows)
 
 

@@ -21,7 +21,7 @@ import psycopg
 import yaml
 
 from bench.corpus import CorpusMessage, Generator
-from bench.env import Bench, StoredMessage, append_all, mailsvc_cmd, run_measured
+from bench.env import Bench, StoredMessage, append_all, child_env, mailsvc_cmd, run_measured
 from bench.ingest import build_store
 from bench.score import Correctness, score
 from mailsvc.store import Store
@@ -88,7 +88,7 @@ def _instances(config: Path, folder: Path, count: int, n: int, url: str, timeout
     started = time.perf_counter()
     for i in range(count):
         log = (folder / f"run-{i}.log").open("wb")
-        procs.append(subprocess.Popen(mailsvc_cmd("run", "-c", str(config)), stdout=log, stderr=log))
+        procs.append(subprocess.Popen(mailsvc_cmd("run", "-c", str(config)), stdout=log, stderr=log, env=child_env()))
     try:
         while True:
             stored = _count(url, "SELECT count(*) FROM messages")

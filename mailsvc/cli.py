@@ -7,6 +7,7 @@ configuration or bad arguments.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -331,5 +332,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+def entry() -> None:
+    """The console script and `python -m mailsvc`: main(), then exit without the interpreter's last garbage
+    collection over all the command made (0.3 s after filing 3,000 messages). Every store, connection and
+    log is closed or flushed by then; atexit handlers still run."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -241,6 +241,9 @@ class SmtpConfig(Server):
     max_attempts_age: float = Field(default=2 * 86400.0, gt=0, description="seconds to keep retrying")
     retry_base: float = Field(default=30.0, gt=0)
     retry_cap: float = Field(default=3600.0, gt=0)
+    # SMTP sessions at most while a batch of mail drains (one more for every 10 mails due). 1, the default, suits
+    # every server; a local relay (Postfix, Exim) takes 4 or more. Microsoft 365 allows 3 per mailbox.
+    connections: int = Field(default=1, ge=1, le=20)
 
     @property
     def effective_port(self) -> int:

@@ -1,4 +1,4 @@
-"""The SMTP shell (sender): drains the outbox over one reused connection.
+"""The SMTP shell (sender): drains the outbox over a kept connection, and a few more for a large batch.
 
 What an error means is decided by the pure `delivery.next_step`: a failed session (connection, TLS,
 greeting, login, 421) holds the whole queue, with one connection attempt per retry; a refusal of a
@@ -6,15 +6,21 @@ mail or its recipients fails that mail (5xx) or retries it with backoff (4xx) un
 A mail keeps its Message-ID across attempts and is never dropped: its row stays in the outbox as
 sent or failed. A mail the server accepted is kept in memory until the store has recorded it as
 sent, so a store fault never makes it go out twice.
+
+A batch of more than MAILS_PER_SESSION mails is sent over up to `smtp.connections` sessions at once, as
+MTAs deliver to one destination: each session records its accepted mail before it sends the next, so a kill
+sends at most one mail per session again. The extra sessions open only once the kept one works, and one
+the server declines (a connection limit) only narrows the batch: it holds nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -37,6 +43,8 @@ Clock = Callable[[], float]
 # The sender looks for mail put back by `mailsvc outbox retry` at least this often (seconds).
 SENDER_MAX_SLEEP = 30.0
 SMTP_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+# One more session for every this many mails due at once, up to smtp.connections.
+MAILS_PER_SESSION = 10
 
 
 def _describe(exc: BaseException) -> str:
@@ -47,15 +55,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def send_with_envelope(smtp: aiosmtplib.SMTP, mail: OutboxMail) -> tuple[dict[str, SMTPResponse], str]:
-    """sendmail with the envelope this server can carry: SMTPUTF8 when it offers it, else IDNA domains.
-
-    An address it cannot carry fails the mail as the server would (553 5.6.7, RFC 6531)."""
+async def greet(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO to a server that refuses it, unless the session has greeted already."""
     if smtp.is_ehlo_or_helo_needed:
         try:
             await smtp.ehlo()
         except aiosmtplib.SMTPHeloError:
             await smtp.helo()
+
+
+async def send_with_envelope(smtp: aiosmtplib.SMTP, mail: OutboxMail) -> tuple[dict[str, SMTPResponse], str]:
+    """sendmail with the envelope this server can carry: SMTPUTF8 when it offers it, else IDNA domains.
+
+    An address it cannot carry fails the mail as the server would (553 5.6.7, RFC 6531)."""
+    await greet(smtp)
     try:
         env = envelope(mail.mail_from, mail.rcpt_to, mail.raw, smtputf8=smtp.supports_extension("smtputf8"))
     except CannotExpress as exc:
@@ -104,6 +117,31 @@ def mail_failure(exc: BaseException, reused: bool) -> Failure:
     return Failure(Stage.MAIL, code, _describe(exc), reused)
 
 
+class _Session:
+    """One SMTP connection of the sender: opened when first needed, kept while it works."""
+
+    def __init__(self) -> None:
+        self.smtp: aiosmtplib.SMTP | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.smtp is not None and self.smtp.is_connected
+
+    def drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+        self.smtp = None
+
+    async def quit(self) -> None:
+        if self.open:
+            assert self.smtp is not None
+            try:
+                await self.smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                self.smtp.close()
+        self.smtp = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """What became of one mail, until the store records it: SENT (`at` sent), FAILED (`at` failed), or
@@ -130,24 +168,27 @@ class Sender:
         self.clock = clock
         self.status = status or ServiceStatus()
         self.log = get_logger(component="sender")
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._kept = _Session()  # kept between drains; extra sessions live for one drain
+        self._tls: ssl.SSLContext | None = None
+        self._width = cfg.connections  # sessions at most in this drain: fewer once the server declined one
         self._session = Backoff(cfg.retry_base, cfg.retry_cap)
         self._store = StoreFaults("sender", self.status)
         self.held_until: float | None = None  # the server is unavailable: no attempt before this
         self.store_retry_at: float | None = None  # the store failed: no work before this
         self._unrecorded: dict[int, _Outcome] = {}  # tried, not yet recorded (accepted mail among them)
 
-    async def _connection(self) -> aiosmtplib.SMTP:
-        if self._smtp is not None and self._smtp.is_connected:
-            return self._smtp
+    async def _connection(self, session: _Session | None = None) -> aiosmtplib.SMTP:
+        session = session or self._kept
+        if session.open:
+            assert session.smtp is not None
+            return session.smtp
         cfg = self.cfg
-        context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
         smtp = aiosmtplib.SMTP(
             hostname=cfg.host,
             port=cfg.effective_port,
             use_tls=cfg.tls is TlsMode.IMPLICIT,
             start_tls=cfg.tls is TlsMode.STARTTLS,
-            tls_context=context if cfg.tls is not TlsMode.NONE else None,
+            tls_context=self._tls_context(),
             timeout=cfg.timeout,
         )
         try:
@@ -163,29 +204,34 @@ class Sender:
             except BaseException:
                 smtp.close()
                 raise
-        self._smtp = smtp
+        session.smtp = smtp
         return smtp
 
-    async def close(self) -> None:
-        if self._smtp is not None and self._smtp.is_connected:
-            try:
-                await self._smtp.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                self._smtp.close()
-        self._smtp = None
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """One context for every session of this sender: loading the CA store costs tens of milliseconds."""
+        if self.cfg.tls is TlsMode.NONE:
+            return None
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None)
+        return self._tls
 
-    async def send_one(self, mail: OutboxMail) -> bool:
-        """One mail, with one fresh try when a kept connection was closed. True when the server took it.
+    async def close(self) -> None:
+        await self._kept.quit()
+
+    async def send_one(self, mail: OutboxMail, session: _Session | None = None) -> bool:
+        """One mail over `session` (the kept one by default), with one fresh try when a kept connection was
+        closed. True when the server took it.
 
         Raises nothing for SMTP faults; a store fault while recording the outcome is logged and retried."""
+        session = session or self._kept
         for _ in range(2):
-            reused = self._smtp is not None and self._smtp.is_connected
+            reused = session.open
             metrics.SEND_ATTEMPTS.inc()
             try:
-                smtp = await self._connection()
+                smtp = await self._connection(session)
             except SMTP_ERRORS as exc:
                 metrics.send_failed(exc)
-                self._drop_connection()
+                session.drop()
                 self._hold(session_failure(exc))
                 return False
             self._server_back()
@@ -194,7 +240,7 @@ class Sender:
             except SMTP_ERRORS as exc:
                 failure = mail_failure(exc, reused)
                 if failure.code is None or failure.code == 421:
-                    self._drop_connection()  # gone or going: open a new one next time
+                    session.drop()  # gone or going: open a new one next time
                 decision = next_step(
                     failure, attempts=mail.attempts, age=self.clock() - mail.created_at,
                     max_age=self.cfg.max_attempts_age,
@@ -211,11 +257,6 @@ class Sender:
             self._accepted(mail, refused)
             return True
         return False
-
-    def _drop_connection(self) -> None:
-        if self._smtp is not None:
-            self._smtp.close()
-        self._smtp = None
 
     def _hold(self, failure: Failure) -> None:
         """The server cannot take mail now: every mail waits until the next connection attempt."""
@@ -303,24 +344,70 @@ class Sender:
         that could not be recorded)."""
         sent = 0
         attempted: set[int] = set()
-        while not self._waiting():
-            if not self._record():
-                return sent
-            try:
-                due = [m for m in self.store.due_mail(self.clock()) if m.id not in attempted]
-            except STORE_ERRORS as exc:
-                self._store_failed(exc)
-                return sent
-            self._store_back()
-            if not due:
-                return sent
-            for mail in due:
-                attempted.add(mail.id)
-                sent += await self.send_one(mail)
-                if self._waiting():
-                    break
+        extra: list[_Session] = []  # the batch's sessions beside the kept one, for this drain
+        self._width = self.cfg.connections
+        try:
+            while not self._waiting():
+                if not self._record():
+                    return sent
+                try:
+                    due = [m for m in self.store.due_mail(self.clock()) if m.id not in attempted]
+                except STORE_ERRORS as exc:
+                    self._store_failed(exc)
+                    return sent
+                self._store_back()
+                if not due:
+                    return sent
+                sent += await self._send_batch(collections.deque(due), attempted, extra)
+        finally:
+            for session in extra:
+                await session.quit()
         self._record()
         return sent
+
+    async def _send_batch(self, due: collections.deque[OutboxMail], attempted: set[int], extra: list[_Session]) -> int:
+        """Send `due` over the kept session, joined by up to smtp.connections - 1 more once it works."""
+        sent = 0
+
+        async def lane(session: _Session) -> None:
+            nonlocal sent
+            while due and not self._waiting():
+                mail = due.popleft()
+                attempted.add(mail.id)
+                accepted = await self.send_one(mail, session)
+                sent += accepted  # not `sent += await ...`: that reads `sent` before the other lanes add to it
+
+        if not self._kept.open:  # the first mail on its own: extra sessions only to a server that works
+            mail = due.popleft()
+            attempted.add(mail.id)
+            sent = await self.send_one(mail)
+        # Sessions already open are used whatever the batch's size.
+        width = min(self._width, max(len(extra) + 1, -(-len(due) // MAILS_PER_SESSION)))
+        if width <= 1 or not due or not self._kept.open or self._waiting():
+            await lane(self._kept)
+            return sent
+        while len(extra) < width - 1:
+            extra.append(_Session())
+        async with asyncio.TaskGroup() as group:
+            group.create_task(lane(self._kept))
+            for session in extra[: width - 1]:
+                group.create_task(lane(session) if session.open else self._extra_lane(session, extra, lane))
+        return sent
+
+    async def _extra_lane(
+        self, session: _Session, extra: list[_Session], lane: Callable[[_Session], Awaitable[None]]
+    ) -> None:
+        """An extra session, opened before it takes a mail: a server that declines it (a connection limit,
+        a busy greeting) narrows this drain to the sessions it took, and holds nothing."""
+        try:
+            await greet(await self._connection(session))
+        except SMTP_ERRORS as exc:
+            session.drop()
+            extra.remove(session)
+            self._width = max(1, self._width - 1)
+            self.log.info("smtp_session_declined", error=scrub(_describe(exc)), host=self.cfg.host)
+            return
+        await lane(session)
 
     def next_wake(self) -> float | None:
         """When the sender has something to do next (clock time), or None until woken."""

@@ -61,12 +61,21 @@ class TemplateFile:
     source: str
 
 
+def _folders(config: Config, queue: str) -> tuple[Path, ...]:
+    """A queue's template folders in the order ingest uses: the queue's, the shared one (then the defaults)."""
+    return tuple(d for d in (config.queues[queue].templates_dir, config.templates_dir) if d is not None)
+
+
 def queue_templates(config: Config) -> dict[str, Templates]:
-    """Each queue's templates, folders in the order ingest uses: the queue's, the shared one, the defaults."""
-    return {
-        name: load_templates([d for d in (q.templates_dir, config.templates_dir) if d is not None])
-        for name, q in config.queues.items()
-    }
+    """Each queue's templates; queues with the same folders share one set."""
+    loaded: dict[tuple[Path, ...], Templates] = {}
+    templates: dict[str, Templates] = {}
+    for name in config.queues:
+        folders = _folders(config, name)
+        if folders not in loaded:
+            loaded[folders] = load_templates(folders)
+        templates[name] = loaded[folders]
+    return templates
 
 
 def queue_view(config: Config, name: str) -> QueueView:
@@ -306,7 +315,8 @@ def _unique(problems: Iterable[TemplateProblem]) -> list[TemplateProblem]:
 
 def check_config_templates(config: Config) -> list[TemplateProblem]:
     """The problems of every queue's templates; a file shared by several queues is reported once."""
-    return _unique(p for templates in queue_templates(config).values() for p in check_templates(templates))
+    distinct = {id(t): t for t in queue_templates(config).values()}.values()  # queues sharing folders: once
+    return _unique(p for templates in distinct for p in check_templates(templates))
 
 
 # --- preview

@@ -78,12 +78,16 @@ class SmtpCapture:
         # EHLO answered as usual, refused with 502 as an old or stripped-down server does (HELO still
         # works), or the connection closed instead of an answer.
         self.ehlo: Literal["answer", "refuse", "drop"] = "answer"
+        # Sessions open at once beyond this are greeted with 421 and closed, as Postfix's connection limit does.
+        self.session_limit: int | None = None
+        self.declined_sessions = 0
         self.port = 0
         self._controller: Controller | None = None
         self._cond = threading.Condition()
         self._messages: list[Captured] = []
         self._faults: collections.deque[_Fault] = collections.deque()
         self._connections = 0
+        self._open_sessions = 0
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -164,9 +168,19 @@ class SmtpCapture:
             self._faults.extend([fault] * n)
 
     # -- called in the server thread -------------------------------------------------------------------------
-    def _session_opened(self) -> None:
+    def _session_opened(self) -> bool:
+        """Count a new session; False when it is over `session_limit` (it is then declined)."""
         with self._cond:
             self._connections += 1
+            self._open_sessions += 1
+            if self.session_limit is not None and self._open_sessions > self.session_limit:
+                self.declined_sessions += 1
+                return False
+            return True
+
+    def _session_closed(self) -> None:
+        with self._cond:
+            self._open_sessions -= 1
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -242,10 +256,28 @@ class _Session(SMTP):
         super().__init__(*args, **kwargs)
         self._capture = capture
 
+    _admitted = True
+    _counted = False
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:  # not the STARTTLS re-entry
-            self._capture._session_opened()
+            self._admitted = self._capture._session_opened()
+            self._counted = True
         super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self._capture._session_closed()
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if not self._admitted:
+            await self.push("421 4.7.0 smtp-capture.localhost Error: too many connections")
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
 
 
 def _server_context(cert: ServerCert) -> ssl.SSLContext:

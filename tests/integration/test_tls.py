@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from mailsvc.config_servers import SmtpConfig, TlsMode
 from mailsvc.errors import TlsError
 from mailsvc.imap import ImapSource
 from mailsvc.model import OutgoingMail
-from mailsvc.smtp import Sender
+from mailsvc.smtp import MAILS_PER_SESSION, Sender
 from mailsvc.store import Store
 from mailsvc.testing.dovecot import Mailbox
 from mailsvc.testing.sandbox import mail, write_config
@@ -93,6 +94,35 @@ def test_smtp_tls_verified_by_ca_file(
         (got,) = capture.wait_for(1)
         assert got.rcpt_tos == ("a@example.net",)
         store.close()
+
+
+def test_every_session_of_a_batch_speaks_tls_with_one_context(
+    server_cert: ServerCert, tls_ca: ThrowawayCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[ssl.SSLContext] = []
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        context = create(*args, **kwargs)
+        if kwargs.get("cafile") == str(tls_ca.cert_file):  # the sender's, not the capture's server context
+            made.append(context)
+        return context
+
+    create = ssl.create_default_context
+    monkeypatch.setattr("mailsvc.smtp.ssl.create_default_context", counted)
+    with SmtpCapture(tls=server_cert) as capture:
+        cfg = SmtpConfig(
+            host="127.0.0.1", port=capture.port, tls=TlsMode.STARTTLS, ca_file=tls_ca.cert_file, connections=4
+        )
+        store = Store.open(tmp_path / "s.db")
+        with store.transaction():
+            for i in range(4 * MAILS_PER_SESSION):
+                outgoing = OutgoingMail(f"<t{i}@example.org>", "help@example.org", ("a@example.net",), mail(), "ack")
+                store.enqueue(outgoing, None, None, datetime.now(UTC))
+        _send_all(Sender(cfg, "", store))
+        assert (len(capture.wait_for(4 * MAILS_PER_SESSION)), capture.connections) == (4 * MAILS_PER_SESSION, 4)
+        store.close()
+    # Loading the CA store is tens of milliseconds: once per sender, not per session.
+    assert len(made) == 1
 
 
 def test_smtp_wrong_host_name_is_one_clear_error(tls_ca: ThrowawayCA, tmp_path: Path) -> None:

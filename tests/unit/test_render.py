@@ -223,6 +223,11 @@ def test_templates_are_read_once_and_an_edit_on_disk_waits_for_a_reload(tmp_path
     assert reloaded.render("reminder.txt.j2", {}) == "A new reminder\n"
     with pytest.raises(TemplateError):
         reloaded.render("ack.txt.j2", {"case": {"id": 7}})
+    # Compiled templates are shared in the process, by source: an edit is compiled anew, however often.
+    (tmp_path / "ack.txt.j2").write_text("Version three for {{ case.id }}\n")
+    assert load_templates([tmp_path]).render("ack.txt.j2", {"case": {"id": 7}}) == "Version three for 7\n"
+    (tmp_path / "ack.txt.j2").write_text("Version one for {{ case.id }}\n")
+    assert load_templates([tmp_path]).render("ack.txt.j2", {"case": {"id": 8}}) == "Version one for 8\n"
 
 
 REMINDER = {

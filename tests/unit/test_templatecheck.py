@@ -177,3 +177,15 @@ def test_config_check_reports_a_shared_file_once_and_each_queue_folder(tmp_path:
 def test_config_check_of_the_defaults_is_clean(tmp_path: Path) -> None:
     config = config_with(tmp_path, {"help": {"address": "help@example.org"}})
     assert check_config_templates(config) == []
+
+
+def test_queues_with_the_same_template_folders_share_one_compiled_set(tmp_path: Path) -> None:
+    raw = sandbox_config(imap_port=1143, imap_user="desk", smtp_port=25, store=tmp_path / "x.db")
+    raw["queues"] = {
+        "help": {"address": "help@example.org"},
+        "billing": {"address": "billing@example.org"},
+        "hr": {"address": "hr@example.org", "templates_dir": str(tmp_path)},
+    }
+    templates = templatecheck.queue_templates(parse_config(raw, tmp_path))
+    assert templates["help"] is templates["billing"]
+    assert templates["hr"] is not templates["help"]
