@@ -57,3 +57,15 @@ def next_step(failure: Failure, *, attempts: int, age: float, max_age: float) ->
     if age > max_age:
         return Decision(Step.FAIL, "too_old")
     return Decision(Step.RETRY, "transient" if failure.code is not None else "no answer")
+
+
+def over_session_limit(failure: Failure) -> bool:
+    """The reply says the server takes no more sessions at once, not that this mail is wrong: Microsoft 365
+    answers the mail of a fourth session per mailbox with `432 4.3.2 Concurrent connections limit exceeded`
+    (4.3.2, RFC 3463: system not accepting network messages). On an extra session of a batch it narrows
+    the batch; on the kept session it is a transient refusal like any other. A 421 is the server closing:
+    it holds the queue, whatever its text."""
+    code = failure.code
+    if failure.stage is not Stage.MAIL or code is None or code == 421 or not 400 <= code < 500:
+        return False
+    return code == 432 or failure.reason.split()[1:2] == ["4.3.2"]

@@ -30,7 +30,7 @@ from mailsvc import crashpoint, metrics
 from mailsvc.backoff import Backoff, backoff_delay
 from mailsvc.config_servers import SmtpConfig, TlsMode
 from mailsvc.credentials import Credential, CredentialProvider, as_provider
-from mailsvc.delivery import Failure, Stage, Step, next_step
+from mailsvc.delivery import Failure, Stage, Step, next_step, over_session_limit
 from mailsvc.envelope import NOT_EXPRESSIBLE_CODE, CannotExpress, envelope
 from mailsvc.errors import TlsError
 from mailsvc.log import get_logger
@@ -142,6 +142,10 @@ class _Session:
         self.smtp = None
 
 
+class _Declined(Exception):
+    """An extra session's mail was refused because the server takes no more sessions: the mail is untried."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """What became of one mail, until the store records it: SENT (`at` sent), FAILED (`at` failed), or
@@ -222,7 +226,8 @@ class Sender:
         """One mail over `session` (the kept one by default), with one fresh try when a kept connection was
         closed. True when the server took it.
 
-        Raises nothing for SMTP faults; a store fault while recording the outcome is logged and retried."""
+        Raises nothing for SMTP faults but _Declined, on an extra session the server refuses mail on for its
+        session limit; a store fault while recording the outcome is logged and retried."""
         session = session or self._kept
         for _ in range(2):
             reused = session.open
@@ -239,6 +244,9 @@ class Sender:
                 refused, _ = await send_with_envelope(smtp, mail)
             except SMTP_ERRORS as exc:
                 failure = mail_failure(exc, reused)
+                if session is not self._kept and over_session_limit(failure):
+                    session.drop()
+                    raise _Declined(failure.reason) from exc
                 if failure.code is None or failure.code == 421:
                     session.drop()  # gone or going: open a new one next time
                 decision = next_step(
@@ -374,7 +382,13 @@ class Sender:
             while due and not self._waiting():
                 mail = due.popleft()
                 attempted.add(mail.id)
-                accepted = await self.send_one(mail, session)
+                try:
+                    accepted = await self.send_one(mail, session)
+                except _Declined as exc:
+                    due.appendleft(mail)  # untried: another session, or the next batch, sends it
+                    attempted.discard(mail.id)
+                    self._declined(session, extra, exc)
+                    return
                 sent += accepted  # not `sent += await ...`: that reads `sent` before the other lanes add to it
 
         if not self._kept.open:  # the first mail on its own: extra sessions only to a server that works
@@ -398,16 +412,22 @@ class Sender:
         self, session: _Session, extra: list[_Session], lane: Callable[[_Session], Awaitable[None]]
     ) -> None:
         """An extra session, opened before it takes a mail: a server that declines it (a connection limit,
-        a busy greeting) narrows this drain to the sessions it took, and holds nothing."""
+        a busy greeting, or its mail refused for the session limit) narrows this drain to the sessions it
+        took, and holds nothing."""
         try:
             await greet(await self._connection(session))
         except SMTP_ERRORS as exc:
             session.drop()
-            extra.remove(session)
-            self._width = max(1, self._width - 1)
-            self.log.info("smtp_session_declined", error=scrub(_describe(exc)), host=self.cfg.host)
+            self._declined(session, extra, exc)
             return
         await lane(session)
+
+    def _declined(self, session: _Session, extra: list[_Session], exc: BaseException) -> None:
+        """The server declined an extra session: this drain goes on with one session fewer."""
+        extra.remove(session)
+        self._width = max(1, self._width - 1)
+        error = str(exc) if isinstance(exc, _Declined) else _describe(exc)
+        self.log.info("smtp_session_declined", error=scrub(error), host=self.cfg.host, sessions=len(extra) + 1)
 
     def next_wake(self) -> float | None:
         """When the sender has something to do next (clock time), or None until woken."""

@@ -78,8 +78,10 @@ class SmtpCapture:
         # EHLO answered as usual, refused with 502 as an old or stripped-down server does (HELO still
         # works), or the connection closed instead of an answer.
         self.ehlo: Literal["answer", "refuse", "drop"] = "answer"
-        # Sessions open at once beyond this are greeted with 421 and closed, as Postfix's connection limit does.
+        # Sessions open at once beyond this are declined: greeted with 421 and closed, as Postfix's connection
+        # limit does, or ("mail") greeted and then each MAIL FROM refused with 432, as Microsoft 365 does.
         self.session_limit: int | None = None
+        self.decline_at: Literal["greeting", "mail"] = "greeting"
         self.declined_sessions = 0
         self.port = 0
         self._controller: Controller | None = None
@@ -205,6 +207,15 @@ class SmtpCapture:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if isinstance(server, _Session) and not server._admitted:
+            return "432 4.3.2 Concurrent connections limit exceeded."
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
@@ -272,7 +283,7 @@ class _Session(SMTP):
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
-        if not self._admitted:
+        if not self._admitted and self._capture.decline_at == "greeting":
             await self.push("421 4.7.0 smtp-capture.localhost Error: too many connections")
             assert self.transport is not None
             self.transport.close()

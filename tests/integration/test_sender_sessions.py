@@ -83,6 +83,23 @@ def test_sessions_the_server_declines_narrow_the_batch_and_hold_nothing(
     assert outbox(db_path) == [(f"<m{i}@example.org>", "sent", 1) for i in range(LARGE)]
 
 
+def test_mail_refused_for_the_session_limit_narrows_the_batch_and_counts_no_attempt(
+    store: Store, db_path: Path, tmp_path: Path
+) -> None:
+    with SmtpCapture() as capture:
+        capture.session_limit, capture.decline_at = 2, "mail"  # as Microsoft 365 answers a fourth session
+        enqueue(store, LARGE)
+        sender = sender_with(capture, store, tmp_path, connections=4)
+        with capture_logs() as logs:
+            assert drain(sender) == LARGE
+        declined = [e for e in logs if e["event"] == "smtp_session_declined"]
+        assert len(declined) == 2 and declined[0]["error"].startswith("432 4.3.2")
+        assert [e for e in logs if e["event"] in ("mail_deferred", "mail_failed", "smtp_unavailable")] == []
+        assert message_ids(capture) == sorted(f"<m{i}@example.org>" for i in range(LARGE))
+    # The refused mail went over another session: one attempt each, none deferred.
+    assert outbox(db_path) == [(f"<m{i}@example.org>", "sent", 1) for i in range(LARGE)]
+
+
 def test_a_session_closing_mid_batch_holds_every_session_and_loses_nothing(
     store: Store, db_path: Path, tmp_path: Path
 ) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mailsvc.delivery import Failure, Stage, Step, next_step
+from mailsvc.delivery import Failure, Stage, Step, next_step, over_session_limit
 
 DAY = 86400.0
 
@@ -44,3 +44,19 @@ def test_a_dropped_kept_connection_is_tried_again_at_once_and_only_then() -> Non
     assert step(Failure(Stage.MAIL, None, "SMTPServerDisconnected", reused=True)) is Step.SEND
     assert step(Failure(Stage.MAIL, None, "SMTPServerDisconnected", reused=False)) is Step.RETRY
     assert step(Failure(Stage.MAIL, None, "SMTPReadTimeoutError", reused=False), age=3 * DAY) is Step.FAIL
+
+
+@pytest.mark.parametrize(
+    ("failure", "over"),
+    [
+        (Failure(Stage.MAIL, 432, "432 4.3.2 Concurrent connections limit exceeded."), True),
+        (Failure(Stage.MAIL, 451, "451 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"), True),
+        (Failure(Stage.MAIL, 451, "451 4.7.1 greylisted, try again later"), False),
+        (Failure(Stage.MAIL, 421, "421 4.3.2 shutting down"), False),
+        (Failure(Stage.MAIL, 550, "550 4.3.2 odd, but permanent"), False),
+        (Failure(Stage.MAIL, None, "SMTPServerDisconnected: gone"), False),
+        (Failure(Stage.CONNECT, 432, "432 4.3.2 Concurrent connections limit exceeded."), False),
+    ],
+)
+def test_a_server_over_its_session_limit_is_told_from_a_refused_mail(failure: Failure, over: bool) -> None:
+    assert over_session_limit(failure) is over
