@@ -147,7 +147,11 @@ def _ingest_batch(
     *,
     history: frozenset[int] = frozenset(),
 ) -> tuple[list[int], list[int], list[int]]:
-    """One batch in one transaction; returns the UIDs filed (or duplicates), filed as junk, and quarantined."""
+    """One batch in one transaction; returns the UIDs filed (or duplicates), filed as junk, and quarantined.
+
+    Its messages are parsed before the transaction opens: the store's write lock is held for filing only,
+    so the sender can record what it sent meanwhile (attempts are counted before, so a message that
+    crashes the parser is still found out)."""
     store = pipeline.store
     box, validity = source.mailbox, source.uidvalidity
     before = store.begin_attempts(box, validity, batch, pipeline.clock().timestamp())
@@ -157,6 +161,11 @@ def _ingest_batch(
         header = source.fetch_header(uid)
         if header is not None:
             raws[uid] = header
+    parsed: dict[int, InboundMessage] = {}
+    for uid, data in raws.items():
+        if uid not in oversize and before.get(uid, 0) < POISON_ATTEMPTS:
+            _poison_hook(data)
+            parsed[uid] = pipeline.parse(data)
     done: list[int] = []
     junk: list[int] = []
     bad: list[int] = []
@@ -171,9 +180,8 @@ def _ingest_batch(
             elif before.get(uid, 0) >= POISON_ATTEMPTS:
                 outcome = quarantine_unprocessed(pipeline, ref, raw, "poison", attempts=before[uid])
             else:
-                _poison_hook(raw)
                 old = "old mail at the first start" if uid in history else None
-                outcome, case_id = pipeline.handle(ref, raw, source.queue, history=old)
+                outcome, case_id = pipeline.handle(ref, raw, source.queue, history=old, parsed=parsed.pop(uid))
                 result.history += old is not None and outcome is not Outcome.QUARANTINED
                 if case_id is not None:
                     result.cases.add(case_id)

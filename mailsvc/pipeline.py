@@ -166,15 +166,25 @@ class Pipeline:
         match = find_case(msg, self.store, self.tags, token_case=token_case, bounced_id=bounced_id)
         return match, token_case
 
+    def parse(self, raw: bytes) -> InboundMessage:
+        """What filing needs of `raw`: attachments by name and size (the stored message keeps their bytes)."""
+        return parse_message(raw, self.limits, attachment_data=False)
+
     def handle(
-        self, ref: MailRef | None, raw: bytes, queue: str | None = None, history: str | None = None
+        self,
+        ref: MailRef | None,
+        raw: bytes,
+        queue: str | None = None,
+        history: str | None = None,
+        parsed: InboundMessage | None = None,
     ) -> tuple[Outcome, int | None]:
         """File one message; the caller holds the transaction. Returns the outcome and case id.
 
         `queue`: where a new case opens when its recipients name no queue (the folder's own queue).
         `history`: why the message is filed as history (old mail, an archive): no mail, no timers.
-        `ref`: None for mail that comes from no IMAP folder (an imported archive)."""
-        msg = parse_message(raw, self.limits, attachment_data=False)
+        `ref`: None for mail that comes from no IMAP folder (an imported archive).
+        `parsed`: `self.parse(raw)`, when the caller parsed it before opening the transaction."""
+        msg = parsed if parsed is not None else self.parse(raw)
         log = self.log.bind(uid=ref.uid if ref else None, message_id=msg.message_id)
         log.debug("message_fetched", size=len(raw), mailbox=ref.mailbox if ref else None)
         now = self.clock()

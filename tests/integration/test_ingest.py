@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -14,7 +15,7 @@ from mailsvc.config import Config, parse_config
 from mailsvc.daemon import run_once
 from mailsvc.imap import ImapSource
 from mailsvc.ingest import Outcome, Pipeline
-from mailsvc.model import MailRef
+from mailsvc.model import InboundMessage, MailRef
 from mailsvc.parse import parse_message
 from mailsvc.store import Store, open_store
 from mailsvc.testing.dovecot import Mailbox, PrivateDovecot
@@ -521,3 +522,34 @@ def test_a_message_another_process_stored_first_counts_as_a_duplicate(config: Co
     assert (first, again, case_id, later) == (Outcome.FILED, Outcome.DUPLICATE, None, Outcome.FILED)
     assert [c.subject for c in store.list_cases()] == ["Next in the batch", "Filed by the other instance"]
     store.close()
+
+
+def test_a_batch_is_parsed_before_its_transaction_takes_the_store(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender records what it sent on its own connection: parsing must not hold the write lock."""
+    db = tmp_path / "mailsvc.db"
+    raw = sandbox_config(imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
+                         smtp_port=smtp.port, store=db)  # fmt: skip
+    config = parse_config(raw, tmp_path)
+    for i in range(3):
+        mailbox.append(mail(subject=f"Request {i}", message_id=f"<parse-{i}@example.net>"))
+    writable: list[bool] = []
+    parse = Pipeline.parse
+
+    def parse_and_try_a_write(self: Pipeline, data: bytes) -> InboundMessage:
+        other = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            writable.append(True)
+        except sqlite3.OperationalError:  # database is locked: a write transaction is open
+            writable.append(False)
+        finally:
+            other.close()
+        return parse(self, data)
+
+    monkeypatch.setattr(Pipeline, "parse", parse_and_try_a_write)
+    assert run_once(config) == 0
+    assert writable == [True, True, True]
+    assert len(store_of(config).list_cases()) == 3
