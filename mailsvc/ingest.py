@@ -156,6 +156,7 @@ def _ingest_batch(
     box, validity = source.mailbox, source.uidvalidity
     before = store.begin_attempts(box, validity, batch, pipeline.clock().timestamp())
     oversize = {uid for uid in batch if sizes.get(uid, 0) > pipeline.limits.max_bytes}
+    poison = {uid for uid in batch if before.get(uid, 0) >= POISON_ATTEMPTS}
     raws = source.fetch([uid for uid in batch if uid not in oversize])
     for uid in oversize:
         header = source.fetch_header(uid)
@@ -163,7 +164,7 @@ def _ingest_batch(
             raws[uid] = header
     parsed: dict[int, InboundMessage] = {}
     for uid, data in raws.items():
-        if uid not in oversize and before.get(uid, 0) < POISON_ATTEMPTS:
+        if uid not in oversize and uid not in poison:
             _poison_hook(data)
             parsed[uid] = pipeline.parse(data)
     done: list[int] = []
@@ -177,7 +178,7 @@ def _ingest_batch(
             ref = MailRef(box, validity, uid)
             if uid in oversize:
                 outcome = quarantine_unprocessed(pipeline, ref, raw, "too_large", size=sizes[uid])
-            elif before.get(uid, 0) >= POISON_ATTEMPTS:
+            elif uid in poison:
                 outcome = quarantine_unprocessed(pipeline, ref, raw, "poison", attempts=before[uid])
             else:
                 old = "old mail at the first start" if uid in history else None
