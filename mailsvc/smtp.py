@@ -142,6 +142,22 @@ class _Session:
         self.smtp = None
 
 
+class _Extra:
+    """The sessions of one drain beside the kept one, and how many the server lets it have at once."""
+
+    def __init__(self, most: int) -> None:
+        self.sessions: list[_Session] = []
+        self.most = most  # the kept one included; one fewer for each the server declines
+
+    def decline(self, session: _Session) -> None:
+        self.sessions.remove(session)
+        self.most = max(1, self.most - 1)
+
+    async def quit(self) -> None:
+        for session in self.sessions:
+            await session.quit()
+
+
 class _Declined(Exception):
     """An extra session's mail was refused because the server takes no more sessions: the mail is untried."""
 
@@ -174,7 +190,6 @@ class Sender:
         self.log = get_logger(component="sender")
         self._kept = _Session()  # kept between drains; extra sessions live for one drain
         self._tls: ssl.SSLContext | None = None
-        self._width = cfg.connections  # sessions at most in this drain: fewer once the server declined one
         self._session = Backoff(cfg.retry_base, cfg.retry_cap)
         self._store = StoreFaults("sender", self.status)
         self.held_until: float | None = None  # the server is unavailable: no attempt before this
@@ -352,8 +367,7 @@ class Sender:
         that could not be recorded)."""
         sent = 0
         attempted: set[int] = set()
-        extra: list[_Session] = []  # the batch's sessions beside the kept one, for this drain
-        self._width = self.cfg.connections
+        extra = _Extra(self.cfg.connections)
         try:
             while not self._waiting():
                 if not self._record():
@@ -368,12 +382,11 @@ class Sender:
                     return sent
                 sent += await self._send_batch(collections.deque(due), attempted, extra)
         finally:
-            for session in extra:
-                await session.quit()
+            await extra.quit()
         self._record()
         return sent
 
-    async def _send_batch(self, due: collections.deque[OutboxMail], attempted: set[int], extra: list[_Session]) -> int:
+    async def _send_batch(self, due: collections.deque[OutboxMail], attempted: set[int], extra: _Extra) -> int:
         """Send `due` over the kept session, joined by up to smtp.connections - 1 more once it works."""
         sent = 0
 
@@ -396,21 +409,19 @@ class Sender:
             attempted.add(mail.id)
             sent = await self.send_one(mail)
         # Sessions already open are used whatever the batch's size.
-        width = min(self._width, max(len(extra) + 1, -(-len(due) // MAILS_PER_SESSION)))
+        width = min(extra.most, max(len(extra.sessions) + 1, -(-len(due) // MAILS_PER_SESSION)))
         if width <= 1 or not due or not self._kept.open or self._waiting():
             await lane(self._kept)
             return sent
-        while len(extra) < width - 1:
-            extra.append(_Session())
+        while len(extra.sessions) < width - 1:
+            extra.sessions.append(_Session())
         async with asyncio.TaskGroup() as group:
             group.create_task(lane(self._kept))
-            for session in extra[: width - 1]:
+            for session in extra.sessions[: width - 1]:
                 group.create_task(lane(session) if session.open else self._extra_lane(session, extra, lane))
         return sent
 
-    async def _extra_lane(
-        self, session: _Session, extra: list[_Session], lane: Callable[[_Session], Awaitable[None]]
-    ) -> None:
+    async def _extra_lane(self, session: _Session, extra: _Extra, lane: Callable[[_Session], Awaitable[None]]) -> None:
         """An extra session, opened before it takes a mail: a server that declines it (a connection limit,
         a busy greeting, or its mail refused for the session limit) narrows this drain to the sessions it
         took, and holds nothing."""
@@ -422,12 +433,11 @@ class Sender:
             return
         await lane(session)
 
-    def _declined(self, session: _Session, extra: list[_Session], exc: BaseException) -> None:
+    def _declined(self, session: _Session, extra: _Extra, exc: BaseException) -> None:
         """The server declined an extra session: this drain goes on with one session fewer."""
-        extra.remove(session)
-        self._width = max(1, self._width - 1)
+        extra.decline(session)
         error = str(exc) if isinstance(exc, _Declined) else _describe(exc)
-        self.log.info("smtp_session_declined", error=scrub(error), host=self.cfg.host, sessions=len(extra) + 1)
+        self.log.info("smtp_session_declined", error=scrub(error), host=self.cfg.host, sessions=extra.most)
 
     def next_wake(self) -> float | None:
         """When the sender has something to do next (clock time), or None until woken."""
