@@ -61,7 +61,7 @@ def next_step(failure: Failure, *, attempts: int, age: float, max_age: float) ->
 
 def over_session_limit(failure: Failure) -> bool:
     """The reply says the server takes no more sessions at once, not that this mail is wrong: Microsoft 365
-    answers the mail of a fourth session per mailbox with `432 4.3.2 Concurrent connections limit exceeded`
+    documents `432 4.3.2 Concurrent connections limit exceeded` for mail beyond three sessions per mailbox
     (4.3.2, RFC 3463: system not accepting network messages). On an extra session of a batch it narrows
     the batch; on the kept session it is a transient refusal like any other. A 421 is the server closing:
     it holds the queue, whatever its text."""

@@ -78,8 +78,8 @@ class SmtpCapture:
         # EHLO answered as usual, refused with 502 as an old or stripped-down server does (HELO still
         # works), or the connection closed instead of an answer.
         self.ehlo: Literal["answer", "refuse", "drop"] = "answer"
-        # Sessions open at once beyond this are declined: greeted with 421 and closed, as Postfix's connection
-        # limit does, or ("mail") greeted and then each MAIL FROM refused with 432, as Microsoft 365 does.
+        # Sessions open at once beyond this are declined: greeted with 421 and closed, as a server at its connection
+        # limit does, or ("mail") greeted and then each MAIL FROM refused with 432, as Microsoft 365 documents.
         self.session_limit: int | None = None
         self.decline_at: Literal["greeting", "mail"] = "greeting"
         self.declined_sessions = 0
