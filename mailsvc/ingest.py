@@ -77,14 +77,19 @@ def plan_batches(
     return batches
 
 
-def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], None] = lambda: None) -> PassResult:
+def ingest_pass(
+    source: ImapSource,
+    pipeline: Pipeline,
+    committed: Callable[[], None] = lambda: None,
+    to_file: Callable[[int], None] = lambda count: None,
+) -> PassResult:
     """File every message waiting in the watched folder, batch by batch.
 
     Sizes are fetched first: batches are bounded by bytes as well as count, and a message over
     limits.max_message_bytes is never downloaded whole (its header block is stored, quarantined).
     Each batch counts an attempt per message (committed first), then is one transaction (a savepoint
     per message); `committed` is called after each commit (to wake the sender) and only then are the
-    server copies moved.
+    server copies moved. `to_file` is told how many messages the pass is about to file, before the first.
     """
     cfg = source.cfg
     store = pipeline.store
@@ -108,6 +113,7 @@ def ingest_pass(source: ImapSource, pipeline: Pipeline, committed: Callable[[], 
         result.skipped = len(old.skip)
     pipeline.build_pending()  # drafts a crash left between commit and build
     if todo:
+        to_file(len(todo))
         _ingest_all(source, pipeline, todo, old.history, committed, result=result)
     folders.move_junk_cases(source, store)
     return result
