@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ from mailsvc.log import get_logger
 from mailsvc.metrics import serve_metrics
 from mailsvc.scheduler import Scheduler
 from mailsvc.scrub import scrub
+from mailsvc.sending import Sending
 from mailsvc.smtp import Sender
 from mailsvc.status import ServiceStatus, StoreFaults
 from mailsvc.statusline import status_line
@@ -94,48 +96,49 @@ def open_source(spec: MailboxSpec, config: Config, notify: Callable[[], None] | 
 
 
 def run_once(config: Config) -> int:
-    """One pass over every mailbox, the timers due, then send what is due; for cron and tests.
+    """One pass over every mailbox and the timers due, and the mail that is due sent; for cron and tests.
 
+    The mail is sent once the folders are filed, or for a backlog while they are (mailsvc/sending.py).
     Returns 1 when a server was unavailable; a store fault propagates (the CLI prints one line, exit 1)."""
+    sending = Sending(config)
+    try:
+        failed = _file_all(config, sending)
+    except BaseException:
+        sending.finish(here=False)  # a sender process sends what was committed; none is started now
+        raise
+    sent = sending.finish()
+    return 1 if failed or not sent else 0
+
+
+def _file_all(config: Config, sending: Sending) -> int:
+    """Every mailbox's waiting mail filed, then the timers due fired; returns how many servers failed."""
     store = open_store(config)
     pipeline = Pipeline(config, store)
     failed = 0
-    for spec in config.mailboxes():
-        source = open_source(spec, config)
-        try:
-            source.connect()
-            result = ingest_pass(source, pipeline)
-        except IMAP_ERRORS as exc:
-            log.error("imap_failed", error=scrub(f"{type(exc).__name__}: {exc}"), host=spec.imap.host, folder=spec.key)
-            failed += 1
-            continue
-        finally:
-            source.close()
-        log.info(
-            "pass_finished", folder=spec.key, filed=result.filed, quarantined=result.quarantined,
-            duplicates=result.duplicates, moved=result.moved, junk=result.junk, history=result.history,
-            skipped=result.skipped,
-        )  # fmt: skip
-    tick = Scheduler(pipeline).tick()
-    log.info("timers_checked", timers=tick.timers, mails=tick.mails, notices=tick.notices)
-    # Its own connection, as the daemon's sender has: each mail's record is a commit of its own, and
-    # may lag a power loss without losing mail (a resend at worst), so it is not synced to disk.
-    sender_store = open_store(config)
-    sender_store.relax_durability()
-    sender = Sender(config.smtp, provider_for(config, "smtp"), sender_store)
-
-    async def drain() -> int:
-        try:
-            return await sender.drain()
-        finally:
-            await sender.close()
-
-    asyncio.run(drain())
-    sender_store.close()
-    store.close()
-    if sender.status.faults:
-        failed += 1  # the SMTP server or the store was unavailable: mail is still queued
-    return 1 if failed else 0
+    try:
+        for spec in config.mailboxes():
+            source = open_source(spec, config)
+            try:
+                source.connect()
+                to_file = functools.partial(sending.to_file, batch=spec.imap.fetch_batch)
+                result = ingest_pass(source, pipeline, sending.wake, to_file)
+            except IMAP_ERRORS as exc:
+                log.error("imap_failed", error=scrub(f"{type(exc).__name__}: {exc}"), host=spec.imap.host,
+                          folder=spec.key)  # fmt: skip
+                failed += 1
+                continue
+            finally:
+                source.close()
+            log.info(
+                "pass_finished", folder=spec.key, filed=result.filed, quarantined=result.quarantined,
+                duplicates=result.duplicates, moved=result.moved, junk=result.junk, history=result.history,
+                skipped=result.skipped,
+            )  # fmt: skip
+        tick = Scheduler(pipeline).tick()
+        log.info("timers_checked", timers=tick.timers, mails=tick.mails, notices=tick.notices)
+    finally:
+        store.close()
+    return failed
 
 
 class _Ready:

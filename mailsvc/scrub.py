@@ -39,6 +39,11 @@ def protect(secret: str | bytes) -> None:
             _Order.longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
+def protected() -> tuple[str, ...]:
+    """Every secret remembered so far (for a child process, whose logs must hide them too)."""
+    return _Order.longest_first
+
+
 def scrub(text: str) -> str:
     """`text` without any remembered secret and without codec errors' quotes of characters and positions."""
     if "codec can't" in text:  # what _CODEC_ERROR needs; most text has none, and is not searched
