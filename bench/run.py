@@ -54,6 +54,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default="ingest,latency,scale,drain,postgres",
         help="comma-separated phases: ingest,latency,scale,drain,postgres,soak (default: all but soak)",
     )
+    p.add_argument(
+        "--ingest-repeats",
+        type=int,
+        default=2,
+        help="runs of the floor, of `once` and of `once` with SMTP down, in turn; best counts (default 2)",
+    )
     p.add_argument("--scale-cases", default="1000,100000", help="existing cases to compare (default 1000,100000)")
     p.add_argument("--scale-repeats", type=int, default=2, help="runs per store size, best counts (default 2)")
     p.add_argument("--pg-scale-cases", help="existing cases to compare on PostgreSQL (default: --scale-cases)")
@@ -179,7 +185,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], Corre
             for k, mix in enumerate(mixes):
                 down = " and with SMTP down" if k == 0 else ""
                 _step(f"ingest, {mix} mix: {args.n} messages, floor first, then `mailsvc once`{down}")
-                ingest, c = run_ingest(bench, args.n, args.seed, mix, smtp_down=k == 0)
+                ingest, c = run_ingest(bench, args.n, args.seed, mix, smtp_down=k == 0, repeats=args.ingest_repeats)
                 total += c
                 if k == 0:
                     r["ingest_mix"] = mix
