@@ -54,13 +54,20 @@ class Sending:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.process: subprocess.Popen[bytes] | None = None
+        self._tried = False
 
     def to_file(self, count: int, batch: int) -> None:
         """A pass is about to file `count` messages in batches of `batch`: more than one batch is a backlog,
-        worth a process of its own."""
-        if self.process is None and count > batch:
-            log.info("sender_process_started", waiting=count)
+        worth a process of its own. If none can be started, the mail is sent here after the filing."""
+        if self._tried or count <= batch:
+            return
+        self._tried = True
+        try:
             self.process = _start(self.config)
+        except OSError as exc:  # no process or memory to spare: slower, not stuck
+            log.warning("sender_process_unavailable", waiting=count, error=scrub(f"{type(exc).__name__}: {exc}"))
+            return
+        log.info("sender_process_started", waiting=count, pid=self.process.pid)
 
     def wake(self) -> None:
         """New mail may be due. A full pipe already holds a wake; a dead child is reported by `finish`."""

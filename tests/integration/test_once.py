@@ -82,6 +82,25 @@ def test_a_run_of_one_batch_sends_after_filing_without_a_second_process(
     assert events.count("mail_sent") == 2 and len(smtp.messages) == 2
 
 
+def test_without_a_sender_process_the_mail_is_sent_after_filing(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = once_config(tmp_path, mailbox, smtp, fetch_batch=1)
+    for who in ("alice", "carol"):
+        mailbox.append(mail(subject=f"Request from {who}", sender=f"{who} <{who}@example.net>"))
+
+    def no_process(config: Config) -> subprocess.Popen[bytes]:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # what fork() answers at the process limit
+
+    monkeypatch.setattr(sending, "_start", no_process)
+    with capture_logs() as logs:
+        assert run_once(config) == 0
+
+    (warning,) = [e for e in logs if e["event"] == "sender_process_unavailable"]
+    assert warning["waiting"] == 2 and "Resource temporarily unavailable" in warning["error"]
+    assert len(smtp.messages) == 2
+
+
 def test_a_sender_process_killed_after_the_server_took_a_mail(
     tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
