@@ -80,7 +80,9 @@ class Sending:
         """Everything is committed: send what is due (`here`: in this process, if no child was started).
         False after a fault, or when the child crashed or was killed."""
         if self.process is None:
-            return not here or not asyncio.run(_drain_until_finished(self.config, None))
+            if not here:
+                return True
+            return not asyncio.run(_drain_until_finished(self.config, None))
         assert self.process.stdin is not None
         with contextlib.suppress(BrokenPipeError):
             self.process.stdin.close()
@@ -159,7 +161,7 @@ async def _drain_until_finished(config: Config, wakes: int | None) -> bool:
                 return bool(sender.status.faults)
             await woken.wait()
     finally:
-        await sender.close()
+        await sender.stop()
         store.close()
 
 

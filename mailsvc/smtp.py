@@ -464,6 +464,11 @@ class Sender:
             _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """The end of this sender: the session closed, every outcome recorded that the store takes, and the
+        accepted mail it does not take logged (it will be sent again: its Message-ID lets clients show it once)."""
         await self.close()
         self._record()
         unrecorded = [o.mail.message_id for o in self._unrecorded.values() if o.state is OutboxState.SENT]

@@ -186,6 +186,18 @@ def test_mail_accepted_while_the_store_is_locked_is_recorded_later_and_not_sent_
     assert outbox(db_path) == [("<m0@example.org>", "sent", 1), ("<m1@example.org>", "sent", 1)]
 
 
+def test_a_sender_stopped_while_the_store_is_locked_logs_the_accepted_mail_it_could_not_record(
+    store: Store, db_path: Path, tmp_path: Path
+) -> None:
+    with SmtpCapture() as capture:
+        sender, _ = queued_on_a_clock(capture, store, tmp_path, 2)
+        with another_writer(db_path), capture_logs() as logs:
+            assert drain(sender) == 1
+            asyncio.run(sender.stop())
+    assert [e["message_ids"] for e in logs if e["event"] == "mail_sent_unrecorded"] == [["<m0@example.org>"]]
+    assert outbox(db_path) == [("<m0@example.org>", "queued", 0), ("<m1@example.org>", "queued", 0)]
+
+
 def test_a_server_refusing_ehlo_gets_the_mail_after_helo(store: Store, db_path: Path, tmp_path: Path) -> None:
     with SmtpCapture() as capture:
         capture.ehlo = "refuse"
