@@ -171,6 +171,14 @@ def mailsvc_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "mailsvc", *args]
 
 
+def run_once(config: Path, log: Path, what: str = "mailsvc once") -> Finished:
+    """`mailsvc once -c config` to its end, output to `log`; any exit but 0 raises with the log's tail."""
+    once = run_measured(mailsvc_cmd("once", "-c", str(config)), log)
+    if once.returncode != 0:
+        raise RuntimeError(f"{what} failed ({once.returncode}):\n{log.read_text()[-3000:]}")
+    return once
+
+
 class Service:
     """A long-running child (mailsvc run, or the bare responder) with its output in a file."""
 

@@ -25,6 +25,7 @@ from bench.env import (
     log_events,
     mailsvc_cmd,
     run_measured,
+    run_once,
     store_bytes,
     stored_messages,
 )
@@ -87,9 +88,7 @@ def run_ingest(
         config = bench.config(here, mailbox, store)
         bench.clear_mail()
         spawned_at = time.time()
-        once = run_measured(mailsvc_cmd("once", "-c", str(config)), here / "once.log")
-        if once.returncode != 0:
-            raise RuntimeError(f"mailsvc once failed ({once.returncode}):\n{(here / 'once.log').read_text()[-3000:]}")
+        once = run_once(config, here / "once.log")
         onces.append(once.wall_s)
     size = store_bytes(store)
     split = _phases_of_once(here / "once.log", spawned_at)
@@ -305,9 +304,7 @@ def run_scale(
             config = bench.config(run_dir, mailbox, store)
             bench.clear_mail()
             spawned_at = time.time()
-            once = run_measured(mailsvc_cmd("once", "-c", str(config)), run_dir / "once.log")
-            if once.returncode != 0:
-                raise RuntimeError(f"mailsvc once failed:\n{(run_dir / 'once.log').read_text()[-3000:]}")
+            once = run_once(config, run_dir / "once.log")
             walls[size].append(once.wall_s)
             filing[size].append(_phases_of_once(run_dir / "once.log", spawned_at).get("filing_s", once.wall_s))
             rss[size] = max(rss.get(size, 0.0), once.peak_rss_mb)

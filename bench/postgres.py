@@ -21,7 +21,7 @@ import psycopg
 import yaml
 
 from bench.corpus import CorpusMessage, Generator
-from bench.env import Bench, StoredMessage, append_all, child_env, mailsvc_cmd, run_measured
+from bench.env import Bench, StoredMessage, append_all, child_env, mailsvc_cmd, run_once
 from bench.ingest import build_store
 from bench.score import Correctness, score
 from mailsvc.store import Store
@@ -125,10 +125,7 @@ def run_pg_ingest(bench: Bench, pg: PrivatePostgres, n: int, seed: int) -> tuple
         config = _config(bench, folder, mailbox, url, folders)
         bench.clear_mail()
         if count == 0:
-            once = run_measured(mailsvc_cmd("once", "-c", str(config)), folder / "once.log")
-            if once.returncode != 0:
-                raise RuntimeError(f"mailsvc once on PostgreSQL failed:\n{(folder / 'once.log').read_text()[-3000:]}")
-            wall = once.wall_s
+            wall = run_once(config, folder / "once.log", "mailsvc once on PostgreSQL").wall_s
         else:
             wall = _instances(config, folder, count, n, url)
             result[f"pg_ingest_{label}_shares"] = _shares(folder, count)
@@ -165,10 +162,7 @@ def run_pg_scale(
             append_all(mailbox, [m.raw for m in corpus])
             config = _config(bench, run_dir, mailbox, url)
             bench.clear_mail()
-            once = run_measured(mailsvc_cmd("once", "-c", str(config)), run_dir / "once.log")
-            if once.returncode != 0:
-                raise RuntimeError(f"mailsvc once failed:\n{(run_dir / 'once.log').read_text()[-3000:]}")
-            walls[size].append(once.wall_s)
+            walls[size].append(run_once(config, run_dir / "once.log", "mailsvc once on PostgreSQL").wall_s)
             stored = [m for m in stored_messages_pg(url) if not m.message_id.startswith("<pre.")]
             total += score(corpus, stored, bench.recorder.acks)
         base.unlink()
