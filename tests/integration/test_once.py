@@ -26,11 +26,19 @@ from mailsvc.testing.sandbox import mail, sandbox_config
 from mailsvc.testing.smtp_capture import SmtpCapture
 
 
-def once_config(tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, **imap: object) -> Config:
+def once_config(
+    tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, store: Path | None = None, **imap: object
+) -> Config:
     raw = sandbox_config(imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-                         smtp_port=smtp.port, store=tmp_path / "mailsvc.db")  # fmt: skip
+                         smtp_port=smtp.port, store=store or tmp_path / "mailsvc.db")  # fmt: skip
     raw["imap"].update(imap)
     return parse_config(raw, tmp_path)
+
+
+def requests_from(mailbox: Mailbox, *people: str) -> None:
+    """A request from each of `people`, in that order (each sender gets an acknowledgement)."""
+    for who in people:
+        mailbox.append(mail(subject=f"Request from {who}", sender=f"{who} <{who}@example.net>"))
 
 
 def test_a_backlogs_acknowledgements_go_out_while_it_is_filed(
@@ -38,8 +46,7 @@ def test_a_backlogs_acknowledgements_go_out_while_it_is_filed(
 ) -> None:
     config = once_config(tmp_path, mailbox, smtp, fetch_batch=1)  # three batches: a backlog
     people = ("alice", "carol", "dave")
-    for who in people:
-        mailbox.append(mail(subject=f"Request from {who}", sender=f"{who} <{who}@example.net>"))
+    requests_from(mailbox, *people)
     acked_before: dict[str, bool] = {}
     parse = Pipeline.parse
 
@@ -69,8 +76,7 @@ def test_a_run_of_one_batch_sends_after_filing_without_a_second_process(
     tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture
 ) -> None:
     config = once_config(tmp_path, mailbox, smtp, fetch_batch=2)
-    for who in ("alice", "carol"):
-        mailbox.append(mail(subject=f"Request from {who}", sender=f"{who} <{who}@example.net>"))
+    requests_from(mailbox, "alice", "carol")
 
     with capture_logs() as logs:
         assert run_once(config) == 0
@@ -86,8 +92,7 @@ def test_without_a_sender_process_the_mail_is_sent_after_filing(
     tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = once_config(tmp_path, mailbox, smtp, fetch_batch=1)
-    for who in ("alice", "carol"):
-        mailbox.append(mail(subject=f"Request from {who}", sender=f"{who} <{who}@example.net>"))
+    requests_from(mailbox, "alice", "carol")
 
     def no_process(config: Config) -> subprocess.Popen[bytes]:
         raise BlockingIOError(11, "Resource temporarily unavailable")  # what fork() answers at the process limit
@@ -105,8 +110,7 @@ def test_a_sender_process_killed_after_the_server_took_a_mail(
     tmp_path: Path, mailbox: Mailbox, smtp: SmtpCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = once_config(tmp_path, mailbox, smtp, fetch_batch=1)
-    for who in ("alice", "carol"):
-        mailbox.append(mail(subject=f"Request from {who}", sender=f"{who} <{who}@example.net>"))
+    requests_from(mailbox, "alice", "carol")
     start = sending._start
 
     def start_to_crash(config: Config) -> subprocess.Popen[bytes]:
@@ -139,9 +143,8 @@ def test_a_sender_that_cannot_open_the_store_logs_why_and_exits_crashed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     (tmp_path / "not-a-folder").write_text("")
-    raw = sandbox_config(imap_port=mailbox.port, imap_user=mailbox.user, imap_password=mailbox.password,
-                         smtp_port=smtp.port, store=tmp_path / "not-a-folder" / "mailsvc.db")  # fmt: skip
-    start = sending._Start(parse_config(raw, tmp_path), ("s3cret-of-the-parent",), "json", "info")
+    config = once_config(tmp_path, mailbox, smtp, store=tmp_path / "not-a-folder" / "mailsvc.db")
+    start = sending._Start(config, ("s3cret-of-the-parent",), "json", "info")
     payload = pickle.dumps(start)
     read, write = os.pipe()
     os.write(write, sending._LENGTH.pack(len(payload)) + payload)
